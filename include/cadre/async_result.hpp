@@ -1,0 +1,249 @@
+// cadre/async_result.hpp — AsyncResult<T>: a future over one or many engine tasks, with progress.
+#pragma once
+
+#include <cadre/detail/client_core.hpp>
+#include <cadre/detail/wire.hpp>
+#include <cadre/errors.hpp>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cadre {
+
+namespace detail {
+
+/// The error a finished task carries, or nullptr when it succeeded.
+inline std::exception_ptr task_error(const TaskState& t) {
+  if (t.failure) return t.failure;
+  if (t.status == Status::ok) return nullptr;
+  const int e = int(t.engine);
+  std::vector<std::string> s;
+  try {
+    s = get_strings(t.bytes);
+  } catch (const decode_error& err) {
+    return std::make_exception_ptr(decode_error(std::string("engine ") + std::to_string(e) + " sent a corrupt error record: " + err.what()));
+  }
+  auto at = [&](std::size_t i) { return i < s.size() ? s[i] : std::string(); };
+  switch (t.status) {
+    case Status::remote_error: return std::make_exception_ptr(remote_error(e, at(0), at(1)));
+    case Status::name_error: return std::make_exception_ptr(name_error(e, at(0)));
+    case Status::type_error: {
+      std::string context = at(2);
+      if (auto p = context.find(": stored "); p != std::string::npos) context.resize(p);
+      return std::make_exception_ptr(type_error(at(0), at(1), context));
+    }
+    case Status::function_error: return std::make_exception_ptr(function_error(at(0)));
+    case Status::capacity_error: return std::make_exception_ptr(capacity_error(at(0)));
+    case Status::decode_error: return std::make_exception_ptr(decode_error(at(0)));
+    case Status::aborted: return std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted"));
+    default: return std::make_exception_ptr(error("engine " + std::to_string(e) + " sent unknown status " + std::to_string(unsigned(t.status))));
+  }
+}
+
+/// The value of a successful task (R = void: nothing).
+template <class R>
+R task_value(const TaskState& t, std::string_view what) {
+  if constexpr (std::is_void_v<R>) {
+    (void)t, (void)what;
+  } else {
+    return decode_typed<R>(parse_typed(t.bytes), std::string(what) + " on engine " + std::to_string(t.engine));
+  }
+}
+
+/// How many-engine results combine errors: apply-style calls gather every failure into a
+/// composite_error; data calls (pull, gather) rethrow the first failure as it is.
+enum class ErrorPolicy { composite, first };
+
+inline void throw_errors(const std::vector<Task>& tasks, ErrorPolicy policy) {
+  std::vector<composite_error::failure> failures;
+  for (const auto& t : tasks)
+    if (auto e = task_error(*t)) {
+      if (policy == ErrorPolicy::first || tasks.size() == 1) std::rethrow_exception(e);
+      std::string what;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        what = x.what();
+      }
+      failures.push_back({int(t->engine), std::move(what), e});
+    }
+  if (!failures.empty()) throw composite_error(std::move(failures));
+}
+
+}  // namespace detail
+
+/// A result that arrives later: from one engine (`AsyncResult<int>`), many (`AsyncResult<std::vector<int>>`),
+/// or none at all (`AsyncResult<void>` for push and execute). A cheap, copyable handle: copies share
+/// the tasks, and get() may be called any number of times.
+///
+///     cadre::AsyncResult<std::vector<int>> ar = odd.apply_async(twice, 1);
+///     ar.wait_interactive();            // progress on stderr
+///     std::vector<int> v = ar.get();    // {2, 2}, or the engines' errors rethrown
+template <class T>
+class AsyncResult {
+ public:
+  using value_type = T;
+  using Combine = std::function<T(const std::vector<detail::Task>&)>;
+
+  AsyncResult() = default;
+  AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
+      : s_(std::make_shared<State>()) {
+    s_->core = std::move(core);
+    s_->tasks = std::move(tasks);
+    s_->combine = std::move(combine);
+    s_->submitted_ns = detail::now_ns();
+  }
+
+  /// True when every task has finished (successfully or not).
+  bool ready() const noexcept {
+    for (const auto& t : state().tasks)
+      if (!t->is_done()) return false;
+    return true;
+  }
+
+  /// Waits for every task; never throws for the tasks' own errors.
+  void wait() const {
+    for (const auto& t : state().tasks) state().core->wait(*t);
+  }
+
+  /// Waits at most `timeout`; true when ready.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+    const std::uint64_t deadline = detail::now_ns() + std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
+    for (const auto& t : state().tasks)
+      if (!state().core->wait(*t, deadline)) return false;
+    return true;
+  }
+
+  /// True when ready and every task succeeded. Throws cadre::error if called before ready().
+  bool successful() const {
+    if (!ready()) throw error("AsyncResult::successful() called before the result is ready; call wait() first");
+    for (const auto& t : state().tasks)
+      if (detail::task_error(*t)) return false;
+    return true;
+  }
+
+  /// The result; waits for it. Rethrows the engines' errors (remote_error, composite_error, ...).
+  T get() const {
+    wait();
+    return value();
+  }
+
+  /// The result, waiting at most `timeout`; throws timeout_error when it is not ready by then.
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) const {
+    if (!wait_for(timeout))
+      throw timeout_error("result not ready after " + std::to_string(std::chrono::duration<double>(timeout).count()) + " s (" +
+                          std::to_string(progress()) + " of " + std::to_string(size()) + " tasks done); the tasks go on");
+    return value();
+  }
+
+  /// One task id per engine task.
+  std::vector<std::uint64_t> msg_ids() const {
+    std::vector<std::uint64_t> ids;
+    for (const auto& t : state().tasks) ids.push_back(t->id);
+    return ids;
+  }
+
+  /// The engine each task ran on, in the order of msg_ids().
+  std::vector<int> engine_ids() const {
+    std::vector<int> ids;
+    for (const auto& t : state().tasks) ids.push_back(int(t->engine));
+    return ids;
+  }
+
+  /// Seconds from submission until the last task finished (or until now, if not ready).
+  double elapsed() const {
+    std::uint64_t end = 0;
+    for (const auto& t : state().tasks) {
+      if (!t->is_done()) {
+        end = detail::now_ns();
+        break;
+      }
+      end = std::max(end, t->finished_ns);
+    }
+    return end > state().submitted_ns ? double(end - state().submitted_ns) * 1e-9 : 0.0;
+  }
+
+  /// Tasks finished so far, and in all.
+  std::size_t progress() const noexcept {
+    std::size_t n = 0;
+    for (const auto& t : state().tasks) n += t->is_done();
+    return n;
+  }
+  std::size_t size() const noexcept { return state().tasks.size(); }
+
+  /// Waits, showing progress on stderr: redrawn in place on a terminal, one summary line otherwise.
+  void wait_interactive(std::chrono::milliseconds interval = std::chrono::milliseconds(100)) const {
+    const bool tty = ::isatty(2);
+    while (!wait_for(interval))
+      if (tty) draw(false);
+    draw(tty);
+  }
+
+  /// The tasks behind this result (for combinators such as LoadBalancedView::after).
+  const std::vector<detail::Task>& tasks() const { return state().tasks; }
+
+ protected:
+  struct State {
+    std::shared_ptr<detail::ClientCore> core;
+    std::vector<detail::Task> tasks;
+    Combine combine;
+    std::uint64_t submitted_ns = 0;
+    std::once_flag once;
+    std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
+    std::exception_ptr error;
+  };
+
+  const State& state() const {
+    if (!s_) throw error("this AsyncResult is empty (default-constructed)");
+    return *s_;
+  }
+
+  T value() const {
+    State& s = *s_;
+    std::call_once(s.once, [&] {
+      try {
+        if constexpr (std::is_void_v<T>) {
+          s.combine(s.tasks);
+          s.value.emplace(true);
+        } else {
+          s.value.emplace(s.combine(s.tasks));
+        }
+      } catch (...) {
+        s.error = std::current_exception();
+      }
+    });
+    if (s.error) std::rethrow_exception(s.error);
+    if constexpr (!std::is_void_v<T>) return *s.value;
+  }
+
+  void draw(bool redraw_done) const {
+    const std::size_t done = progress(), total = size();
+    std::string busy;
+    for (const auto& t : state().tasks)
+      if (!t->is_done()) busy += (busy.empty() ? "" : ",") + std::to_string(t->engine);
+    constexpr int kWidth = 30;
+    const int filled = total ? int(kWidth * done / total) : kWidth;
+    std::string bar(std::size_t(filled), '#');
+    bar.resize(kWidth, '.');
+    std::string line = fmt::format("[{}] {}/{} tasks finished after {:.2f} s", bar, done, total, elapsed());
+    if (!busy.empty()) line += " (busy: engines " + busy + ")";
+    if (::isatty(2)) std::fprintf(stderr, "\r%-100s%s", line.c_str(), redraw_done ? "\n" : "");
+    else std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+  }
+
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace cadre

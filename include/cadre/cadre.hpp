@@ -1,0 +1,27 @@
+// cadre/cadre.hpp — the whole client API: include this one header.
+//
+// cadre turns one machine into a cluster of engine processes driven from a client program, with the
+// programming model of IPython.parallel's DirectView, over shared memory.
+#pragma once
+
+#define CADRE_VERSION_MAJOR 0
+#define CADRE_VERSION_MINOR 1
+#define CADRE_VERSION_PATCH 0
+
+#include <cadre/async_result.hpp>
+#include <cadre/client.hpp>
+#include <cadre/cluster.hpp>
+#include <cadre/codec.hpp>
+#include <cadre/direct_view.hpp>
+#include <cadre/engine.hpp>
+#include <cadre/engine_view.hpp>
+#include <cadre/errors.hpp>
+#include <cadre/function_ref.hpp>
+#include <cadre/namespace.hpp>
+#include <cadre/slice.hpp>
+#include <cadre/this_engine.hpp>
+
+namespace cadre {
+/// "0.1.0"
+inline const char* version() noexcept { return "0.1.0"; }
+}  // namespace cadre

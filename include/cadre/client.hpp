@@ -1,0 +1,80 @@
+// cadre/client.hpp — Client: a connection to one cluster, and the way to make views of its engines.
+#pragma once
+
+#include <cadre/detail/client_core.hpp>
+#include <cadre/detail/shm_transport.hpp>
+#include <cadre/direct_view.hpp>
+#include <cadre/engine_view.hpp>
+#include <cadre/slice.hpp>
+
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace cadre {
+
+/// A connection to a running cluster. Copies share the connection (one client slot of the cluster's
+/// four), released when the last copy and the last result made from it are gone.
+///
+///     cadre::Client rc;                         // $CADRE_CLUSTER, else "default" (`cadre start`)
+///     cadre::EngineView e0 = rc[0];
+///     cadre::DirectView even = rc[cadre::slice{0, cadre::end, 2}];
+class Client {
+ public:
+  /// Connects to the cluster named by $CADRE_CLUSTER, else "default". Throws connection_error.
+  Client() : Client(default_cluster()) {}
+
+  /// Connects to the named cluster. Throws connection_error when none is running.
+  explicit Client(std::string_view cluster) {
+    auto t = std::make_unique<detail::ShmTransport>(cluster);
+    segment_ = t->segment();
+    core_ = std::make_shared<detail::ClientCore>(std::move(t));
+    name_ = std::string(cluster);
+  }
+
+  /// The ids of the cluster's engines: {0, 1, ..., n-1}.
+  std::vector<int> ids() const {
+    std::vector<int> ids(core_->engine_count());
+    std::iota(ids.begin(), ids.end(), 0);
+    return ids;
+  }
+  std::size_t size() const noexcept { return core_->engine_count(); }
+  const std::string& cluster() const noexcept { return name_; }
+
+  /// One engine; negative indices count from the end. std::out_of_range for a bad index.
+  EngineView operator[](int i) const { return EngineView(core_, detail::resolve_index(i, int(size()))); }
+  /// Every engine.
+  DirectView operator[](all_t) const { return DirectView(core_, ids()); }
+  /// The engines a Python-style slice selects.
+  DirectView operator[](const slice& s) const { return DirectView(core_, detail::resolve_slice(s, int(size()))); }
+  /// These engines, in this order.
+  DirectView operator[](const std::vector<int>& ids) const { return DirectView(core_, detail::resolve_list(ids, int(size()))); }
+  DirectView operator[](std::initializer_list<int> ids) const { return (*this)[std::vector<int>(ids)]; }
+
+  /// A DirectView of every engine (the same as rc[cadre::all]).
+  DirectView direct_view() const { return (*this)[all]; }
+
+  /// Waits for every task this client has sent.
+  void wait() const { core_->wait_all(); }
+
+  /// Tasks sent but not finished.
+  std::size_t outstanding() const { return core_->pending(); }
+
+  /// For cadre's own tools and tests.
+  const std::shared_ptr<detail::ClientCore>& core() const noexcept { return core_; }
+  const std::shared_ptr<detail::Segment>& segment() const noexcept { return segment_; }
+
+  static std::string default_cluster() {
+    const char* e = std::getenv("CADRE_CLUSTER");
+    return e && *e ? e : "default";
+  }
+
+ private:
+  std::shared_ptr<detail::Segment> segment_;
+  std::shared_ptr<detail::ClientCore> core_;
+  std::string name_;
+};
+
+}  // namespace cadre

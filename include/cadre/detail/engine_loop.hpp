@@ -1,0 +1,307 @@
+// cadre/detail/engine_loop.hpp — what an engine process does: take commands from its rings, run them, post completions.
+//
+// Header-only on purpose: any program that calls cadre::init() can be an engine, so the loop is
+// compiled into that program. Runs in the engine process only; never throws out of serve().
+#pragma once
+
+#include <cadre/detail/ffi_call.hpp>
+#include <cadre/detail/ring.hpp>
+#include <cadre/detail/segment.hpp>
+#include <cadre/detail/waiter.hpp>
+#include <cadre/detail/wire.hpp>
+#include <cadre/function_ref.hpp>
+#include <cadre/namespace.hpp>
+#include <cadre/this_engine.hpp>
+
+#include <Eigen/Core>
+#include <tbb/global_control.h>
+
+#include <cxxabi.h>
+#include <sys/prctl.h>
+
+#include <memory>
+#include <optional>
+
+namespace cadre::detail {
+
+/// The header of a record, copied out of shared memory before it is validated and used.
+struct RecordHead {
+  std::uint64_t task_id;
+  RecordKind kind;
+  std::uint32_t len, aux;
+  std::uint64_t block;
+  std::uint64_t engine_gen, client_gen;
+};
+
+inline RecordHead copy_head(const RingSlot& s) noexcept {
+  return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.reserved[0], s.reserved[1]};
+}
+
+class Engine {
+ public:
+  Engine(Segment seg, std::uint32_t id)
+      : seg_(std::move(seg)), id_(id), me_(seg_.engine(id)), ns_(&seg_, int(id)),
+        token_(&seg_.header(), &me_.counted_runnable) {
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+      commands_[c] = RingConsumer(seg_.command_ring(id, c));
+      completions_[c] = RingProducer(seg_.completion_ring(id, c));
+    }
+    generation_ = me_.generation.load(std::memory_order_acquire);
+    launcher_ = seg_.header().creator_pid;
+  }
+
+  /// Serves until the cluster stops or the launcher dies. Returns the process exit code.
+  int serve() noexcept {
+    auto& ctx = engine_context();
+    ctx.id = int(id_);
+    ctx.ns = &ns_;
+    cap_threads();
+    me_.pid.store(::getpid(), std::memory_order_relaxed);
+    me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
+    me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
+    const Doorbell bell{&me_.doorbell, &me_.sleepers};
+    for (;;) {
+      bool worked = false;
+      for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+        if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0 && !commands_[c].has_data()) continue;
+        for (int batch = 0; batch < 64; ++batch) {
+          const RingSlot* slot = commands_[c].peek();
+          if (!slot) break;
+          const RecordHead head = copy_head(*slot);
+          if (head.kind == RecordKind::shutdown) return stop();
+          handle(c, head, *slot);
+          commands_[c].release();
+          worked = true;
+        }
+      }
+      if (worked) continue;
+      if (stopping()) return stop();
+      const bool ready = wait_for(bell, token_, [&] { return any_command() || stopping(); }, 1'000'000'000u);
+      me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
+      if (!ready && ::getppid() != launcher_) return stop();  // the launcher died: nobody would reap or stop us
+    }
+  }
+
+ private:
+  bool stopping() const noexcept {
+    return seg_.header().state.load(std::memory_order_acquire) == std::uint32_t(SegmentState::stopping);
+  }
+
+  bool any_command() noexcept {
+    for (std::uint32_t c = 0; c < kMaxClients; ++c)
+      if (commands_[c].has_data()) return true;
+    return false;
+  }
+
+  int stop() noexcept {
+    ns_.clear();
+    token_.set(false);
+    me_.state.store(std::uint32_t(EngineState::stopped), std::memory_order_release);
+    return 0;
+  }
+
+  void cap_threads() noexcept {
+    const std::uint32_t n = std::max<std::uint32_t>(1, seg_.header().threads_per_engine);
+    static std::optional<tbb::global_control> tbb_cap;
+    tbb_cap.emplace(tbb::global_control::max_allowed_parallelism, n);
+    Eigen::setNbThreads(int(n));
+  }
+
+  /// The payload of a record: inline bytes, or a validated block.
+  std::span<const std::byte> payload(const RecordHead& h, const RingSlot& s) const {
+    if (!h.block) {
+      if (h.len > kInlineBytes) throw decode_error("inline payload of " + std::to_string(h.len) + " bytes exceeds the slot");
+      return {s.data, h.len};
+    }
+    const BlockHeader* b = seg_.block(h.block);
+    if (h.len > b->bytes) throw decode_error("payload of " + std::to_string(h.len) + " bytes exceeds its block");
+    return {seg_.block_data(h.block), h.len};
+  }
+
+  void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot) noexcept {
+    const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
+    if (h.engine_gen != generation_ || h.client_gen != client_gen) {
+      // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it.
+      if (h.block) release_quietly(h.block, kNsRef);
+      return;
+    }
+    result_.clear();
+    Status status = Status::ok;
+    std::uint64_t reply_block = 0;
+    std::uint32_t reply_at = 0;
+    const std::uint64_t started = now_ns();
+    me_.current_task.store(h.task_id, std::memory_order_relaxed);
+    me_.state.store(std::uint32_t(EngineState::busy), std::memory_order_relaxed);
+    bool block_consumed = false;
+    try {
+      const auto data = payload(h, slot);
+      switch (h.kind) {
+        case RecordKind::apply: run_apply(data); break;
+        case RecordKind::push: block_consumed = run_push(h, slot, data); break;
+        case RecordKind::pull: {
+          Reader r(data);
+          const auto name = r.str(4096);
+          const auto where = ns_.locate(name);
+          if (where.block) {
+            seg_.retain(where.block, kPin);  // the client releases the pin once it has read the value
+            reply_block = where.block;
+            reply_at = std::uint32_t(where.at);
+            result_len_override_ = where.bytes.size();
+          } else {
+            result_.assign(where.bytes.begin(), where.bytes.end());
+          }
+          break;
+        }
+        case RecordKind::erase: {
+          Reader r(data);
+          ns_.erase(r.str(4096));
+          break;
+        }
+        case RecordKind::names: encode_typed(ns_.names(), result_); break;
+        default: throw decode_error("unknown record kind " + std::to_string(unsigned(h.kind)));
+      }
+    } catch (const name_error& e) {
+      status = Status::name_error;
+      error_payload({e.name()});
+    } catch (const type_error& e) {
+      status = Status::type_error;
+      error_payload({e.stored(), e.requested(), e.what()});
+    } catch (const function_error& e) {
+      status = Status::function_error;
+      error_payload({e.what()});
+    } catch (const capacity_error& e) {
+      status = Status::capacity_error;
+      error_payload({e.what()});
+    } catch (const decode_error& e) {
+      status = Status::decode_error;
+      error_payload({e.what()});
+    } catch (const std::exception& e) {
+      status = Status::remote_error;
+      error_payload({current_exception_type(), e.what()});
+    } catch (...) {
+      status = Status::remote_error;
+      error_payload({current_exception_type(), "(an exception not derived from std::exception)"});
+    }
+    if (h.block && !block_consumed) release_quietly(h.block, kNsRef);
+    me_.tasks_done.fetch_add(1, std::memory_order_relaxed);
+    me_.current_task.store(0, std::memory_order_relaxed);
+    me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_relaxed);
+    complete(c, h, status, started, reply_block, reply_at);
+  }
+
+  void run_apply(std::span<const std::byte> data) {
+    Reader r(data);
+    const auto mode = r.get<std::uint8_t>();
+    if (mode == 1) {
+      call_through_ffi(r, data, result_);
+      return;
+    }
+    if (mode != 0) throw decode_error("unknown call mode " + std::to_string(mode));
+    const CodeRef thunk_ref = get_code_ref(r);
+    const bool has_fn = r.get<std::uint8_t>() != 0;
+    void* fn = nullptr;
+    if (has_fn) fn = resolve(get_code_ref(r));
+    const auto callable_len = r.get<std::uint32_t>();
+    const auto callable = r.take(callable_len);
+    r.align(16);
+    auto thunk = reinterpret_cast<Thunk>(resolve(thunk_ref));
+    CallFrame frame{fn, callable, data.subspan(r.pos()), &ns_, &result_};
+    thunk(frame);
+  }
+
+  /// push: [name][align 16][typed value] inline, or the name inline and the typed value in a block.
+  /// Returns true when the namespace adopted the block's reference.
+  bool run_push(const RecordHead& h, const RingSlot& slot, std::span<const std::byte> data) {
+    if (h.block) {
+      if (h.aux > kInlineBytes) throw decode_error("push name too long");
+      Reader names({slot.data, h.aux});
+      const auto name = names.str(4096);
+      parse_typed(data);  // validate before adopting
+      if (data.size() >= Namespace::kBlockThreshold) {
+        ns_.adopt_block(name, h.block, 0, data.size());
+        return true;
+      }
+      ns_.store_bytes(name, data);
+      return false;
+    }
+    Reader r(data);
+    const auto name = r.str(4096);
+    r.align(16);
+    ns_.store_bytes(name, data.subspan(r.pos()));
+    return false;
+  }
+
+  void error_payload(std::initializer_list<std::string_view> ss) {
+    result_.clear();
+    Writer w(result_);
+    put_strings(w, ss);
+  }
+
+  static std::string current_exception_type() {
+    if (auto* t = abi::__cxa_current_exception_type()) return demangle(t->name());
+    return "unknown";
+  }
+
+  void release_quietly(std::uint64_t block, std::uint64_t refs) noexcept {
+    try {
+      seg_.release(block, refs);
+    } catch (...) {
+    }
+  }
+
+  /// Posts a completion to client c, waiting for room if the client is slow to drain.
+  void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, std::uint64_t block,
+                std::uint32_t at) noexcept {
+    std::size_t len = block ? result_len_override_ : result_.size();
+    try {
+      if (!block && len > kInlineBytes) {
+        block = seg_.alloc_block(len, client_tag(c), kPin);
+        std::memcpy(seg_.block_data(block), result_.data(), len);
+        at = 0;
+      }
+    } catch (const capacity_error& e) {
+      status = Status::capacity_error;
+      error_payload({e.what()});
+      len = result_.size();
+      block = 0;
+    }
+    RingSlot* s = nullptr;
+    for (unsigned spins = 0; !(s = completions_[c].try_claim()); ++spins) {
+      if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen ||
+          seg_.client(c).pid.load(std::memory_order_relaxed) == 0) {
+        if (block) release_quietly(block, kPin);
+        return;  // the client went away
+      }
+      if (spins < 64) cpu_relax();
+      else ::usleep(50);
+    }
+    s->task_id = h.task_id;
+    s->kind = std::uint16_t(RecordKind::completion);
+    s->status = std::uint32_t(status);
+    s->len = std::uint32_t(len);
+    s->aux = at;
+    s->block = block;
+    s->started_ns = started;
+    s->finished_ns = now_ns();
+    s->reserved[0] = generation_;
+    s->reserved[1] = h.client_gen;
+    if (!block && len) std::memcpy(s->data, result_.data(), len);
+    completions_[c].publish();
+    Doorbell{&seg_.client(c).doorbell, &seg_.client(c).sleepers}.ring();
+    result_len_override_ = 0;
+  }
+
+  Segment seg_;
+  std::uint32_t id_;
+  EngineSlot& me_;
+  Namespace ns_;
+  RunnableToken token_;
+  RingConsumer commands_[kMaxClients];
+  RingProducer completions_[kMaxClients];
+  std::vector<std::byte> result_;
+  std::size_t result_len_override_ = 0;
+  std::uint32_t generation_ = 0;
+  pid_t launcher_ = 0;
+};
+
+}  // namespace cadre::detail

@@ -1,0 +1,182 @@
+// cadre/detail/layout.hpp — every type that lives in the shared segment, in one place so the layout rules are visible together.
+//
+// Rules: standard-layout and trivially copyable (checked below); offsets from the segment base, never
+// pointers; anything a dying process may be writing is one lock-free word, so a survivor can always
+// reclaim it. Segment map (all offsets 64-byte aligned):
+//
+//   SegmentHeader | EngineSlot[engines] | ClientSlot[kMaxClients] | rings | PageEntry[pages] | heap pages
+//
+// Rings: for each engine e and client slot c, one command ring (c → e) and one completion ring (e → c).
+// Every ring is single-producer single-consumer: threads of one client process serialise on a
+// process-local mutex, so no lock shared between processes exists anywhere.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace cadre::detail {
+
+inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::uint32_t kMaxClients = 4;
+inline constexpr std::uint32_t kMaxEngines = 256;
+inline constexpr std::uint32_t kRingSlots = 256;       // per ring, a power of two
+inline constexpr std::size_t kPageSize = 64 * 1024;    // heap allocation granule
+inline constexpr std::size_t kInlineBytes = 192;       // payload carried inside a ring slot
+
+/// Lifecycle of the segment, in SegmentHeader::state.
+enum class SegmentState : std::uint32_t { initialising = 0, ready = 1, stopping = 2 };
+
+/// Lifecycle of an engine, in EngineSlot::state.
+enum class EngineState : std::uint32_t { empty = 0, starting = 1, idle = 2, busy = 3, dead = 4, stopped = 5 };
+
+inline const char* to_string(EngineState s) noexcept {
+  switch (s) {
+    case EngineState::empty: return "empty";
+    case EngineState::starting: return "starting";
+    case EngineState::idle: return "idle";
+    case EngineState::busy: return "busy";
+    case EngineState::dead: return "dead";
+    case EngineState::stopped: return "stopped";
+  }
+  return "?";
+}
+
+struct alignas(kCacheLine) SegmentHeader {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t engine_count;
+  std::uint64_t segment_size;
+  std::int32_t creator_pid;   // the launcher: it spawns, reaps and restarts engines
+  std::uint32_t creator_uid;
+  std::uint64_t engines_off, clients_off, rings_off, pages_off, heap_off;
+  std::uint64_t heap_pages;
+  std::uint32_t cpus;               // CPUs of the machine, for the spin policy
+  std::uint32_t threads_per_engine;
+  std::uint8_t engine_build_id[32];  // build-id of the engines' executable
+  std::uint32_t engine_build_id_len;
+  std::uint32_t log_to_files;        // 1: engine output in log_dir/engine-N.log
+  char engine_path[512];
+  char log_dir[512];
+  // Written after creation:
+  alignas(kCacheLine) std::atomic<std::uint32_t> state;  // SegmentState; release-store of ready pairs with open()'s acquire
+  std::atomic<std::uint32_t> stop_request;               // futex word the launcher sleeps on
+  std::atomic<std::uint64_t> committed_pages;            // heap pages backed by posix_fallocate
+  std::atomic<std::uint64_t> used_pages;                 // statistics only
+  alignas(kCacheLine) std::atomic<std::uint32_t> runnable;  // processes not asleep in a futex: spin only if <= cpus
+};
+
+struct alignas(kCacheLine) EngineSlot {
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::uint32_t> state;        // EngineState
+  std::atomic<std::uint32_t> generation;   // bumped on each (re)start; futures of an older generation fail
+  std::atomic<std::int32_t> exit_signal;   // set by the launcher when it reaps the engine
+  std::atomic<std::int32_t> exit_code;
+  std::atomic<std::uint32_t> counted_runnable;  // 1 while this engine is counted in SegmentHeader::runnable
+  std::atomic<std::uint64_t> heartbeat_ns;
+  std::atomic<std::uint64_t> tasks_done;
+  std::atomic<std::uint64_t> current_task;      // task id being run, 0 when idle
+  // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.
+  alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
+  std::atomic<std::uint32_t> sleepers;
+};
+
+struct alignas(kCacheLine) ClientSlot {
+  std::atomic<std::int32_t> pid;            // 0: free; claimed by CAS, released by store
+  std::atomic<std::uint32_t> generation;    // bumped on each claim
+  std::atomic<std::uint32_t> counted_runnable;
+  alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;  // engines bump it after publishing a completion
+  std::atomic<std::uint32_t> sleepers;
+};
+
+/// Kinds of records in ring slots.
+enum class RecordKind : std::uint16_t {
+  apply = 1,     // call a function (invoker + callable + args), result in the completion
+  push = 2,      // set name = value
+  pull = 3,      // return the value of name
+  erase = 4,     // remove name
+  scatter_view = 5,  // set name = a slice of a shared block (no copy)
+  shutdown = 6,
+  names = 7,     // list namespace names
+  completion = 100,
+};
+
+/// Completion status, in RingSlot::status.
+enum class Status : std::uint32_t {
+  ok = 0, remote_error = 1, name_error = 2, type_error = 3, function_error = 4, capacity_error = 5,
+  decode_error = 6, aborted = 7,
+};
+
+/// One fixed-size ring record. The payload is inline (len bytes of data) or, when block != 0, in a heap
+/// block at that offset. `data` starts 64-byte aligned so values read in place are aligned.
+struct alignas(kCacheLine) RingSlot {
+  std::uint64_t task_id;
+  std::uint16_t kind;        // RecordKind
+  std::uint16_t flags;
+  std::uint32_t status;      // Status (completions)
+  std::uint32_t len;         // bytes of payload (inline or in the block)
+  std::uint32_t aux;         // kind-specific: name length for push/pull
+  std::uint64_t block;       // offset of a heap block holding the payload, 0 if inline
+  std::uint64_t started_ns;  // completions: when the engine started / finished the task
+  std::uint64_t finished_ns;
+  std::uint64_t reserved[2];
+  alignas(kCacheLine) std::byte data[kInlineBytes];
+};
+
+/// Producer and consumer indices of one SPSC ring, each on its own cache line.
+struct RingIndices {
+  alignas(kCacheLine) std::atomic<std::uint64_t> head;  // written by the producer only
+  alignas(kCacheLine) std::atomic<std::uint64_t> tail;  // written by the consumer only
+};
+
+struct alignas(kCacheLine) RingStorage {
+  RingIndices idx;
+  RingSlot slots[kRingSlots];
+};
+
+/// Ownership of one heap page. A block is a run of pages; its first page's entry holds the run length.
+struct PageEntry {
+  std::atomic<std::uint32_t> owner;  // 0: free; else an owner tag (see tags below)
+  std::uint32_t run;                 // pages in the run, on the run's first page
+};
+
+/// At the start of every heap block.
+struct alignas(kCacheLine) BlockHeader {
+  std::uint64_t magic;
+  std::uint64_t pages;
+  std::uint64_t bytes;  // usable bytes after the header
+  std::atomic<std::uint64_t> refs;  // high 32 bits: namespace references; low 32: pins (readers in flight)
+};
+
+inline constexpr std::uint64_t kBlockMagic = 0x626c'6f63'6b30'3031ull;
+inline constexpr std::uint64_t kNsRef = 1ull << 32;
+inline constexpr std::uint64_t kPin = 1;
+
+inline constexpr std::uint32_t engine_tag(std::uint32_t engine) noexcept { return 1 + engine; }
+inline constexpr std::uint32_t client_tag(std::uint32_t slot) noexcept { return 0x10000 + slot; }
+inline constexpr std::uint32_t kLauncherTag = 0x20000;
+
+#define CADRE_SHARED_TYPE(T)                                                                        \
+  static_assert(std::is_standard_layout_v<T>, #T " lives in shared memory: it must be standard-layout"); \
+  static_assert(alignof(T) <= kCacheLine, #T ": over-aligned types cannot be placed in the segment")
+CADRE_SHARED_TYPE(SegmentHeader);
+CADRE_SHARED_TYPE(EngineSlot);
+CADRE_SHARED_TYPE(ClientSlot);
+CADRE_SHARED_TYPE(RingSlot);
+CADRE_SHARED_TYPE(RingStorage);
+CADRE_SHARED_TYPE(PageEntry);
+CADRE_SHARED_TYPE(BlockHeader);
+#undef CADRE_SHARED_TYPE
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+              "shared words must be lock-free so a process dying mid-update cannot hold a lock");
+static_assert(sizeof(RingSlot) == 256, "a ring slot is four cache lines: header line plus 192 inline bytes");
+static_assert(offsetof(RingSlot, data) % kCacheLine == 0, "inline payloads start cache-line aligned");
+static_assert(offsetof(RingIndices, tail) - offsetof(RingIndices, head) >= kCacheLine,
+              "head and tail must be a cache line apart to prevent false sharing");
+static_assert((kRingSlots & (kRingSlots - 1)) == 0, "ring capacity must be a power of two");
+static_assert(sizeof(BlockHeader) == kCacheLine, "block data starts one cache line into the block");
+
+}  // namespace cadre::detail

@@ -1,0 +1,179 @@
+// cadre/detail/requests.hpp — building apply/push/pull/erase records and sending them to a view's engines.
+#pragma once
+
+#include <cadre/async_result.hpp>
+#include <cadre/detail/client_core.hpp>
+#include <cadre/detail/ffi_call.hpp>
+#include <cadre/detail/module_ref.hpp>
+#include <cadre/function_ref.hpp>
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace cadre::detail {
+
+/// Checks a namespace name: 1 to 128 bytes.
+inline void check_name(std::string_view name) {
+  if (name.empty() || name.size() > 128)
+    throw std::invalid_argument("invalid namespace name '" + std::string(name.substr(0, 40)) + (name.size() > 40 ? "..." : "") +
+                                "': names are 1 to 128 bytes long");
+}
+
+/// The CodeRef of one thunk, located once.
+template <Thunk th>
+const CodeRef& thunk_ref() {
+  static const CodeRef r = locate(reinterpret_cast<const void*>(th), "cadre's call thunk");
+  return r;
+}
+
+/// Encodes an apply record for calling f(args...) on engines; `same_program` says whether the engines
+/// run this executable.
+template <class F, class... Args>
+void encode_apply(std::vector<std::byte>& out, bool same_program, const std::string& where, F&& f, Args&&... args) {
+  using CT = call_traits<F, Args...>;
+  using Fn = typename CT::fn_type;
+  using Params = typename CT::params;
+  Writer w(out);
+  if constexpr (CT::is_fnptr) {
+    const void* p = reinterpret_cast<const void*>(f);
+    if (!p) throw function_error("cannot call a null function pointer on engines");
+    constexpr Thunk own = thunk_of<Fn, CT::takes_ns, Params>::value;
+    Thunk th = same_program ? own : exported_thunk(p);
+    const CodeRef fn_ref = locate(p, describe_function(p));
+    if (!th) {
+      if constexpr (ffi_signature<Fn>::value && !CT::takes_ns) {
+        if (!fn_ref.main) {
+          w.put(std::uint8_t(1));
+          ffi_writer<typename signature<Fn>::result, typename signature<Fn>::params>::put(w, fn_ref, std::forward<Args>(args)...);
+          return;
+        }
+      }
+      throw function_error("cannot call " + describe_function(p) + " on " + where +
+                           ": its engines run another program, which does not contain this function. Ways out: start the "
+                           "cluster with `cadre start --engine <this program>` or `cadre run`, or use an embedded "
+                           "cadre::Cluster; or export the function from a shared library with CADRE_EXPORT; or call a C "
+                           "function with numeric parameters and result from a shared library (like ::getpid or ::cos)");
+    }
+    w.put(std::uint8_t(0));
+    put_code_ref(w, same_program ? thunk_ref<own>() : locate(reinterpret_cast<const void*>(th), "exported thunk"));
+    w.put(std::uint8_t(1));
+    put_code_ref(w, fn_ref);
+    w.put(std::uint32_t(0));
+  } else {
+    static_assert(std::is_trivially_copyable_v<Fn>,
+                  "cadre: a lambda sent to engines may only capture trivially copyable values (numbers, "
+                  "plain structs), which are shipped by value; pass other values as arguments to apply()");
+    if (!same_program)
+      throw function_error("cannot run a lambda or function object on " + where +
+                           ": its engines run another program. Use an embedded cadre::Cluster, `cadre start --engine "
+                           "<this program>` or `cadre run`, or pass a C function or a CADRE_EXPORTed function instead");
+    w.put(std::uint8_t(0));
+    put_code_ref(w, thunk_ref<thunk_of<Fn, CT::takes_ns, Params>::value>());
+    w.put(std::uint8_t(0));
+    w.put(std::uint32_t(sizeof(Fn)));
+    w.bytes(&f, sizeof(Fn));
+  }
+  w.align(16);
+  put_args<Params>(w, std::forward<Args>(args)...);
+}
+
+/// A view's engines and the client they belong to; what EngineView and DirectView are made of.
+class Targets {
+ public:
+  Targets() = default;
+  Targets(std::shared_ptr<ClientCore> core, std::vector<int> ids) : core_(std::move(core)), ids_(std::move(ids)) {}
+
+  const std::vector<int>& ids() const noexcept { return ids_; }
+  const std::shared_ptr<ClientCore>& core() const noexcept { return core_; }
+
+  template <class F, class... Args>
+  std::vector<Task> apply(F&& f, Args&&... args) const {
+    thread_local std::vector<std::byte> buf;
+    buf.clear();
+    auto& t = core_->transport();
+    encode_apply(buf, t.engines_run_this_program(), t.describe(), std::forward<F>(f), std::forward<Args>(args)...);
+    std::vector<Task> tasks;
+    tasks.reserve(ids_.size());
+    for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::apply, 0, buf));
+    return tasks;
+  }
+
+  template <class T>
+  std::vector<Task> push(std::string_view name, const T& value) const {
+    check_name(name);
+    thread_local std::vector<std::byte> buf;
+    buf.clear();
+    Writer w(buf);
+    w.str(name);
+    const std::size_t name_bytes = buf.size();
+    w.align(16);
+    encode_typed(value, buf);
+    std::vector<Task> tasks;
+    tasks.reserve(ids_.size());
+    if (buf.size() <= kInlineBytes) {
+      for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::push, 0, buf));
+      return tasks;
+    }
+    // Large: each engine gets its own block (it owns and frees it), written straight from the encoding.
+    const auto typed = std::span<const std::byte>(buf).subspan((name_bytes + 15) / 16 * 16);
+    const auto head = std::span<const std::byte>(buf).first(name_bytes);
+    for (int e : ids_) {
+      OutBlock b = core_->transport().allocate(std::uint32_t(e), typed.size());
+      std::memcpy(b.bytes.data(), typed.data(), typed.size());
+      tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::push, 0, head, &b));
+    }
+    return tasks;
+  }
+
+  std::vector<Task> named(RecordKind kind, std::string_view name) const {
+    check_name(name);
+    std::vector<std::byte> buf;
+    Writer w(buf);
+    w.str(name);
+    std::vector<Task> tasks;
+    tasks.reserve(ids_.size());
+    for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), kind, 0, buf));
+    return tasks;
+  }
+
+  std::vector<Task> simple(RecordKind kind) const {
+    std::vector<Task> tasks;
+    for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), kind, 0, {}));
+    return tasks;
+  }
+
+ private:
+  std::shared_ptr<ClientCore> core_;
+  std::vector<int> ids_;
+};
+
+/// Combines tasks into one value per engine.
+template <class R>
+auto each(std::string what, ErrorPolicy policy) {
+  return [what = std::move(what), policy](const std::vector<Task>& tasks) {
+    throw_errors(tasks, policy);
+    if constexpr (std::is_void_v<R>) {
+      return;
+    } else {
+      std::vector<R> out;
+      out.reserve(tasks.size());
+      for (const auto& t : tasks) out.push_back(task_value<R>(*t, what));
+      return out;
+    }
+  };
+}
+
+/// Combines the single task of a one-engine view.
+template <class R>
+auto single(std::string what) {
+  return [what = std::move(what)](const std::vector<Task>& tasks) -> R {
+    throw_errors(tasks, ErrorPolicy::first);
+    return task_value<R>(*tasks.at(0), what);
+  };
+}
+
+template <class R>
+using many_t = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
+}  // namespace cadre::detail

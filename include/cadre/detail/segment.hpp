@@ -1,0 +1,404 @@
+// cadre/detail/segment.hpp — one cluster's shared-memory segment: create/open/remove, the layout map, and the page heap.
+//
+// The segment is a Boost.Interprocess shared_memory_object (a /dev/shm file) mapped with mapped_region.
+// We do not use managed_shared_memory: its allocator is guarded by a process-shared mutex that
+// becomes unusable when its holder dies. Instead the heap is a table of page owners, claimed by CAS
+// and released by a store, so a dead process's pages are reclaimed by scanning for its tag.
+#pragma once
+
+#include <cadre/detail/layout.hpp>
+#include <cadre/detail/sys.hpp>
+#include <cadre/errors.hpp>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace cadre::detail {
+
+namespace bip = boost::interprocess;
+
+inline std::size_t align_up(std::size_t v, std::size_t a) noexcept { return (v + a - 1) / a * a; }
+
+/// Human-readable byte count ("256 MiB").
+inline std::string format_bytes(std::uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double v = double(b);
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
+/// Throws std::invalid_argument unless name is 1..64 characters of [A-Za-z0-9_.-].
+inline void validate_cluster_name(std::string_view name) {
+  auto ok = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; };
+  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), ok) || name[0] == '.')
+    throw std::invalid_argument("invalid cluster name '" + std::string(name.substr(0, 80)) +
+                                "': use 1 to 64 characters from A-Z a-z 0-9 _ - . (not starting with '.')");
+}
+
+/// The /dev/shm name of a cluster's segment: per user, so two users' clusters never meet.
+inline std::string shm_name(std::string_view cluster) {
+  return "cadre-" + std::to_string(::geteuid()) + "-" + std::string(cluster);
+}
+
+struct SegmentConfig {
+  std::string cluster;
+  std::uint32_t engines = 1;
+  std::uint64_t size = 1ull << 30;
+  std::string engine_path;
+  std::string log_dir;  // empty: engine output goes to the launcher's stderr
+  const std::uint8_t* build_id = nullptr;
+  std::size_t build_id_len = 0;
+  std::uint32_t threads_per_engine = 1;
+};
+
+/// A mapped segment. Movable; unmaps on destruction (removal is explicit: Segment::remove).
+class Segment {
+ public:
+  Segment() = default;
+
+  /// Creates and initialises a new segment (exclusive create, mode 0600). Throws connection_error when
+  /// a live cluster of that name exists, capacity_error when /dev/shm cannot hold the control area.
+  static Segment create(const SegmentConfig& cfg) {
+    validate_cluster_name(cfg.cluster);
+    if (cfg.engines == 0 || cfg.engines > kMaxEngines)
+      throw std::invalid_argument("engine count " + std::to_string(cfg.engines) + " is out of range: use 1 to " +
+                                  std::to_string(kMaxEngines));
+    const Map m = layout(cfg.engines, cfg.size);
+    if (m.heap_pages < 4)
+      throw std::invalid_argument("segment size " + format_bytes(cfg.size) + " is too small for " +
+                                  std::to_string(cfg.engines) + " engines: use at least " +
+                                  format_bytes(m.heap_off + 4 * kPageSize));
+    check_fits_in_memory(cfg.size);
+    const std::string name = shm_name(cfg.cluster);
+    Segment s;
+    s.name_ = cfg.cluster;
+    for (int attempt = 0;; ++attempt) {
+      try {
+        s.shm_ = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write, bip::permissions(0600));
+        break;
+      } catch (const bip::interprocess_exception& e) {
+        if (e.get_error_code() != bip::already_exists_error || attempt > 0) throw;
+        if (!remove_if_stale(cfg.cluster))
+          throw connection_error("a cluster named '" + cfg.cluster + "' is already running; stop it with `cadre stop --name " +
+                                 cfg.cluster + "` or choose another name");
+      }
+    }
+    try {
+      const int fd = s.fd();
+      ::fchmod(fd, 0600);  // belt and braces against a permissive umask path
+      s.shm_.truncate(bip::offset_t(cfg.size));
+      // Back the control area now so a full /dev/shm is an error here, not a SIGBUS later.
+      if (int rc = ::posix_fallocate(fd, 0, off_t(m.heap_off)); rc != 0)
+        throw capacity_error("cannot reserve " + format_bytes(m.heap_off) + " in /dev/shm for cluster '" + cfg.cluster +
+                             "': " + std::strerror(rc) + "; free space in /dev/shm or use fewer engines");
+      s.region_ = bip::mapped_region(s.shm_, bip::read_write);
+      s.base_ = static_cast<std::byte*>(s.region_.get_address());
+      s.size_ = cfg.size;
+      s.init(cfg, m);
+    } catch (...) {
+      s.region_ = bip::mapped_region();
+      bip::shared_memory_object::remove(name.c_str());
+      throw;
+    }
+    return s;
+  }
+
+  /// Opens a ready segment. Waits at most `wait` for a segment that is still being initialised.
+  static Segment open(std::string_view cluster, std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) {
+    validate_cluster_name(cluster);
+    const std::string name = shm_name(cluster);
+    Segment s;
+    s.name_ = std::string(cluster);
+    try {
+      s.shm_ = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    } catch (const bip::interprocess_exception&) {
+      throw connection_error("no cluster named '" + std::string(cluster) + "' is running for this user; start one with `cadre start -n 4" +
+                             (cluster == "default" ? std::string() : " --name " + std::string(cluster)) + "`");
+    }
+    struct stat st{};
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      if (::fstat(s.fd(), &st) != 0) throw connection_error("cannot stat segment " + name + ": " + std::strerror(errno));
+      if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)
+        throw connection_error("segment /dev/shm/" + name + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
+                               std::to_string(st.st_mode & 0777) + "; refusing to attach to a segment this user does not own exclusively");
+      if (std::uint64_t(st.st_size) >= sizeof(SegmentHeader)) {
+        if (!s.base_) {
+          s.region_ = bip::mapped_region(s.shm_, bip::read_write);
+          s.base_ = static_cast<std::byte*>(s.region_.get_address());
+          s.size_ = s.region_.get_size();
+        }
+        auto& h = s.header();
+        // Pairs with the release-store of SegmentState::ready at the end of init().
+        if (h.state.load(std::memory_order_acquire) == std::uint32_t(SegmentState::ready) && h.magic == kMagic) {
+          if (h.layout_version != kLayoutVersion)
+            throw connection_error("cluster '" + std::string(cluster) + "' uses segment layout " + std::to_string(h.layout_version) +
+                                   ", this program expects " + std::to_string(kLayoutVersion) + "; rebuild against the same cadre version");
+          if (h.segment_size != s.size_ || layout(h.engine_count, h.segment_size).heap_off != h.heap_off)
+            throw connection_error("segment of cluster '" + std::string(cluster) + "' is inconsistent (corrupt header)");
+          return s;
+        }
+        if (h.state.load() == std::uint32_t(SegmentState::stopping))
+          throw connection_error("cluster '" + std::string(cluster) + "' is stopping");
+      }
+      if (std::chrono::steady_clock::now() > deadline)
+        throw connection_error("cluster '" + std::string(cluster) + "' did not become ready within " + std::to_string(wait.count()) +
+                               " ms (half-made or foreign segment /dev/shm/" + name + "); remove it with `cadre stop --name " +
+                               std::string(cluster) + "`");
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+
+  /// Removes the segment's name; mappings stay valid until unmapped. True if it existed.
+  static bool remove(std::string_view cluster) { return bip::shared_memory_object::remove(shm_name(cluster).c_str()); }
+
+  /// Removes the segment if its launcher is gone. True if removed (or absent).
+  static bool remove_if_stale(std::string_view cluster) {
+    pid_t creator = 0;
+    try {
+      Segment s = open(cluster, std::chrono::milliseconds(200));
+      creator = s.header().creator_pid;
+    } catch (const connection_error&) {
+      // Half-made (no ready header) or absent: stale unless a creator is still initialising it.
+    }
+    if (creator > 0 && process_alive(creator)) return false;
+    remove(cluster);
+    return true;
+  }
+
+  SegmentHeader& header() const noexcept { return *reinterpret_cast<SegmentHeader*>(base_); }
+  EngineSlot& engine(std::uint32_t e) const noexcept {
+    return reinterpret_cast<EngineSlot*>(base_ + header().engines_off)[e];
+  }
+  ClientSlot& client(std::uint32_t c) const noexcept {
+    return reinterpret_cast<ClientSlot*>(base_ + header().clients_off)[c];
+  }
+  RingStorage* command_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 0); }
+  RingStorage* completion_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 1); }
+  std::uint32_t engines() const noexcept { return header().engine_count; }
+  std::byte* base() const noexcept { return base_; }
+  std::uint64_t size() const noexcept { return size_; }
+  const std::string& cluster() const noexcept { return name_; }
+  explicit operator bool() const noexcept { return base_ != nullptr; }
+
+  // ---- heap ---------------------------------------------------------------------------------
+
+  /// Allocates a block of at least `bytes` usable bytes owned by `tag`, with `refs` initial references.
+  /// Returns its offset. Throws capacity_error when no run of free pages is long enough.
+  std::uint64_t alloc_block(std::size_t bytes, std::uint32_t tag, std::uint64_t refs) {
+    const auto& h = header();
+    const std::uint64_t need = (bytes + sizeof(BlockHeader) + kPageSize - 1) / kPageSize;
+    PageEntry* pages = page_table();
+    for (int pass = 0; pass < 2; ++pass) {
+      std::uint64_t run = 0;
+      for (std::uint64_t p = 0; p < h.heap_pages; ++p) {
+        if (pages[p].owner.load(std::memory_order_relaxed) != 0) {
+          run = 0;
+          continue;
+        }
+        if (++run < need) continue;
+        const std::uint64_t first = p + 1 - need;
+        if (claim(first, need, tag)) {
+          pages[first].run = std::uint32_t(need);
+          auto* b = reinterpret_cast<BlockHeader*>(base_ + h.heap_off + first * kPageSize);
+          try {
+            commit(first + need);
+          } catch (...) {
+            for (std::uint64_t i = need; i-- > 0;) pages[first + i].owner.store(0, std::memory_order_release);
+            pages[first].run = 0;
+            throw;
+          }
+          b->magic = kBlockMagic;
+          b->pages = need;
+          b->bytes = need * kPageSize - sizeof(BlockHeader);
+          b->refs.store(refs, std::memory_order_release);
+          header().used_pages.fetch_add(need, std::memory_order_relaxed);
+          return h.heap_off + first * kPageSize;
+        }
+        run = 0;  // lost a race for one of these pages: keep scanning
+      }
+    }
+    throw capacity_error("cluster '" + name_ + "' has no room for " + format_bytes(bytes) + ": its segment holds " +
+                         format_bytes(h.heap_pages * kPageSize) + " of heap, " +
+                         format_bytes(header().used_pages.load() * kPageSize) + " in use; erase values you no longer need, or "
+                         "start the cluster with a larger segment (ClusterOptions::segment_size / `cadre start --segment-size`)");
+  }
+
+  /// The header of the block at `off`, after checking that off names a block inside this heap.
+  /// Throws decode_error for anything else: offsets come from shared memory and are not trusted.
+  BlockHeader* block(std::uint64_t off) const {
+    const auto& h = header();
+    if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0)
+      throw decode_error("block offset " + std::to_string(off) + " is outside the heap of cluster '" + name_ + "'");
+    auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
+    const std::uint64_t first = (off - h.heap_off) / kPageSize;
+    if (b->magic != kBlockMagic || b->pages == 0 || first + b->pages > h.heap_pages || b->bytes != b->pages * kPageSize - sizeof(BlockHeader))
+      throw decode_error("block at offset " + std::to_string(off) + " has a corrupt header");
+    return b;
+  }
+  std::byte* block_data(std::uint64_t off) const { return reinterpret_cast<std::byte*>(block(off) + 1); }
+
+  /// Adds references (kNsRef or kPin units) to a live block.
+  void retain(std::uint64_t off, std::uint64_t refs) const { block(off)->refs.fetch_add(refs, std::memory_order_relaxed); }
+
+  /// Drops references; the holder of the last one frees the block's pages.
+  void release(std::uint64_t off, std::uint64_t refs) const {
+    BlockHeader* b = block(off);
+    if (b->refs.fetch_sub(refs, std::memory_order_acq_rel) == refs) free_pages(off, b->pages);
+  }
+
+  /// Frees every block owned by `tag` (a dead process): namespace references vanish with the process;
+  /// blocks still pinned by readers are freed by the last reader's release().
+  void reclaim(std::uint32_t tag) const {
+    const auto& h = header();
+    PageEntry* pages = page_table();
+    for (std::uint64_t p = 0; p < h.heap_pages;) {
+      if (pages[p].owner.load(std::memory_order_acquire) != tag || pages[p].run == 0) {
+        ++p;
+        continue;
+      }
+      const std::uint64_t off = h.heap_off + p * kPageSize, run = pages[p].run;
+      auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
+      std::uint64_t r = b->refs.load();
+      while (!b->refs.compare_exchange_weak(r, r & (kNsRef - 1))) {
+      }
+      if ((r & (kNsRef - 1)) == 0) free_pages(off, run);  // no reader holds a pin (or never referenced)
+      p += run;
+    }
+  }
+
+  std::uint64_t heap_bytes() const noexcept { return header().heap_pages * kPageSize; }
+  std::uint64_t used_bytes() const noexcept { return header().used_pages.load(std::memory_order_relaxed) * kPageSize; }
+
+ private:
+  struct Map {
+    std::uint64_t engines_off, clients_off, rings_off, pages_off, heap_off, heap_pages;
+  };
+
+  static Map layout(std::uint32_t engines, std::uint64_t size) noexcept {
+    Map m{};
+    m.engines_off = align_up(sizeof(SegmentHeader), kCacheLine);
+    m.clients_off = m.engines_off + align_up(sizeof(EngineSlot) * engines, kCacheLine);
+    m.rings_off = m.clients_off + align_up(sizeof(ClientSlot) * kMaxClients, kCacheLine);
+    m.pages_off = m.rings_off + sizeof(RingStorage) * 2 * kMaxClients * engines;
+    if (size <= m.pages_off) return m;
+    const std::uint64_t guess = (size - m.pages_off) / (kPageSize + sizeof(PageEntry));
+    m.heap_off = align_up(m.pages_off + guess * sizeof(PageEntry), kPageSize);
+    m.heap_pages = size > m.heap_off ? (size - m.heap_off) / kPageSize : 0;
+    return m;
+  }
+
+  static void check_fits_in_memory(std::uint64_t size) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), psz = ::sysconf(_SC_PAGESIZE);
+    const std::uint64_t ram = std::uint64_t(pages) * std::uint64_t(psz);
+    struct statvfs vfs{};
+    std::uint64_t shm_free = ram;
+    if (::statvfs("/dev/shm", &vfs) == 0) shm_free = std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
+    if (size > ram || size > shm_free)
+      throw capacity_error("segment size " + format_bytes(size) + " is larger than this machine can hold (" + format_bytes(ram) +
+                           " of memory, " + format_bytes(shm_free) + " free in /dev/shm); ask for less");
+  }
+
+  void init(const SegmentConfig& cfg, const Map& m) {
+    auto* h = new (base_) SegmentHeader{};
+    h->magic = kMagic;
+    h->layout_version = kLayoutVersion;
+    h->engine_count = cfg.engines;
+    h->segment_size = cfg.size;
+    h->creator_pid = ::getpid();
+    h->creator_uid = ::geteuid();
+    h->engines_off = m.engines_off;
+    h->clients_off = m.clients_off;
+    h->rings_off = m.rings_off;
+    h->pages_off = m.pages_off;
+    h->heap_off = m.heap_off;
+    h->heap_pages = m.heap_pages;
+    h->cpus = usable_cpus();
+    h->threads_per_engine = cfg.threads_per_engine;
+    h->engine_build_id_len = std::uint32_t(std::min<std::size_t>(cfg.build_id_len, sizeof h->engine_build_id));
+    if (cfg.build_id) std::memcpy(h->engine_build_id, cfg.build_id, h->engine_build_id_len);
+    std::snprintf(h->engine_path, sizeof h->engine_path, "%s", cfg.engine_path.c_str());
+    std::snprintf(h->log_dir, sizeof h->log_dir, "%s", cfg.log_dir.c_str());
+    h->log_to_files = cfg.log_dir.empty() ? 0 : 1;
+    const std::uint64_t committed = m.heap_off;  // fallocate'd in create()
+    (void)committed;
+    for (std::uint32_t e = 0; e < cfg.engines; ++e) new (&engine(e)) EngineSlot{};
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) new (&client(c)) ClientSlot{};
+    for (std::uint32_t i = 0; i < 2 * kMaxClients * cfg.engines; ++i) {
+      auto* r = reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i;
+      r->idx.head.store(0, std::memory_order_relaxed);
+      r->idx.tail.store(0, std::memory_order_relaxed);
+    }
+    // The page table lies in the fallocate'd control area; tmpfs pages read as zero (all free).
+    // Pairs with the acquire-load of state in open().
+    h->state.store(std::uint32_t(SegmentState::ready), std::memory_order_release);
+  }
+
+  RingStorage* ring(std::uint32_t e, std::uint32_t c, std::uint32_t dir) const noexcept {
+    return reinterpret_cast<RingStorage*>(base_ + header().rings_off) + (std::size_t(e) * kMaxClients + c) * 2 + dir;
+  }
+  PageEntry* page_table() const noexcept { return reinterpret_cast<PageEntry*>(base_ + header().pages_off); }
+  int fd() const noexcept { return int(shm_.get_mapping_handle().handle); }
+
+  bool claim(std::uint64_t first, std::uint64_t n, std::uint32_t tag) const noexcept {
+    PageEntry* pages = page_table();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint32_t expected = 0;
+      if (!pages[first + i].owner.compare_exchange_strong(expected, tag, std::memory_order_acquire)) {
+        while (i-- > 0) pages[first + i].owner.store(0, std::memory_order_release);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void free_pages(std::uint64_t off, std::uint64_t n) const noexcept {
+    const auto& h = header();
+    const std::uint64_t first = (off - h.heap_off) / kPageSize;
+    PageEntry* pages = page_table();
+    reinterpret_cast<BlockHeader*>(base_ + off)->magic = 0;
+    pages[first].run = 0;
+    header().used_pages.fetch_sub(n, std::memory_order_relaxed);
+    // Release-stores pair with the acquire CAS in claim(): the next owner sees our writes finished.
+    for (std::uint64_t i = n; i-- > 0;) pages[first + i].owner.store(0, std::memory_order_release);
+  }
+
+  /// Backs heap pages [0, end_page) with memory, in 32 MiB steps, so that a full /dev/shm shows up as
+  /// capacity_error at allocation and never as SIGBUS on first touch. Idempotent: any process may do it.
+  void commit(std::uint64_t end_page) {
+    auto& h = header();
+    std::uint64_t done = h.committed_pages.load(std::memory_order_acquire);
+    if (end_page <= done) return;
+    constexpr std::uint64_t kStep = (32u << 20) / kPageSize;
+    const std::uint64_t target = std::min(h.heap_pages, align_up(end_page, kStep));
+    const std::uint64_t from = h.heap_off + done * kPageSize, len = (target - done) * kPageSize;
+    if (int rc = ::posix_fallocate(fd(), off_t(from), off_t(len)); rc != 0)
+      throw capacity_error("/dev/shm is full: cannot back " + format_bytes(len) + " more of cluster '" + name_ + "': " +
+                           std::strerror(rc) + "; free space in /dev/shm or use a smaller segment");
+    while (done < target && !h.committed_pages.compare_exchange_weak(done, target, std::memory_order_acq_rel)) {
+    }
+  }
+
+  std::string name_;
+  bip::shared_memory_object shm_;
+  bip::mapped_region region_;
+  std::byte* base_ = nullptr;
+  std::uint64_t size_ = 0;
+};
+
+}  // namespace cadre::detail

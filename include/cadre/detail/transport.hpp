@@ -1,0 +1,64 @@
+// cadre/detail/transport.hpp — the one narrow interface between views/futures and how records reach engines.
+//
+// Today the only implementation is ShmTransport (rings in a shared segment, shm_transport.hpp).
+// A second one (MPI across hosts) implements these few calls; views and futures do not change.
+#pragma once
+
+#include <cadre/detail/layout.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+namespace cadre::detail {
+
+/// Memory for a payload that an engine will own once it is sent.
+struct OutBlock {
+  std::uint64_t handle = 0;   // transport-specific (a block offset for shared memory)
+  std::span<std::byte> bytes;
+};
+
+/// One finished task, as handed to Transport::poll's callback.
+struct Completion {
+  std::uint32_t engine = 0;
+  std::uint64_t task_id = 0;
+  Status status = Status::ok;
+  std::uint64_t started_ns = 0, finished_ns = 0;
+  std::span<const std::byte> bytes;  // the result or error payload; valid during the callback only...
+  std::shared_ptr<void> hold;        // ...unless hold is set: holding it keeps `bytes` valid
+};
+
+struct EngineHealth {
+  bool alive = true;
+  int pid = 0;
+  int signal = 0;             // the signal that killed it, when known
+  std::uint32_t generation = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual std::uint32_t engine_count() const = 0;
+  /// True when the engines run this very executable, so every function of it can be called there.
+  virtual bool engines_run_this_program() const = 0;
+  /// Memory for a payload of `bytes` that engine e will own. Throws capacity_error.
+  virtual OutBlock allocate(std::uint32_t e, std::size_t bytes) = 0;
+  /// Gives back memory from allocate() that was never sent.
+  virtual void discard(const OutBlock& b) noexcept = 0;
+  /// Sends a record; false when engine e's queue is full (poll, then try again). `head` is copied;
+  /// `body`, if given, came from allocate(e) and belongs to the engine once this returns true.
+  virtual bool try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
+                        std::span<const std::byte> head, const OutBlock* body) = 0;
+  /// Hands every completion that has arrived to f; returns how many.
+  virtual std::size_t poll(const std::function<void(Completion&)>& f) = 0;
+  /// Sleeps until a completion may have arrived, or at most timeout_ns.
+  virtual void wait(std::uint64_t timeout_ns) = 0;
+  /// Whether engine e (the incarnation that tasks are sent to now) is alive.
+  virtual EngineHealth health(std::uint32_t e) = 0;
+  /// A short description for messages ("cluster 'default'").
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace cadre::detail

@@ -1,0 +1,37 @@
+// cadre/engine_view.hpp — EngineView: one engine; results are single values.
+#pragma once
+
+#include <cadre/view.hpp>
+
+#include <fmt/format.h>
+
+#include <ostream>
+
+namespace cadre {
+
+/// One engine of a cluster, as `rc[0]` or `rc[-1]`.
+///
+///     cadre::EngineView e0 = rc[0];
+///     pid_t p = e0.apply_sync(::getpid);
+///     e0["a"] = 9;
+///     int a = e0.pull<int>("a");
+class EngineView : public detail::BasicView<true> {
+ public:
+  EngineView() = default;
+  EngineView(std::shared_ptr<detail::ClientCore> core, int id) : BasicView(detail::Targets(std::move(core), {id})) {}
+
+  /// This engine's id.
+  int id() const { return targets().at(0); }
+};
+
+inline std::ostream& operator<<(std::ostream& os, const EngineView& v) { return os << "<EngineView " << v.id() << ">"; }
+
+}  // namespace cadre
+
+template <>
+struct fmt::formatter<cadre::EngineView> : fmt::formatter<std::string_view> {
+  template <class Ctx>
+  auto format(const cadre::EngineView& v, Ctx& ctx) const {
+    return fmt::format_to(ctx.out(), "<EngineView {}>", v.id());
+  }
+};

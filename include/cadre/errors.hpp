@@ -1,0 +1,143 @@
+// cadre/errors.hpp — the typed error hierarchy: every failure a user can see derives from cadre::error.
+#pragma once
+
+#include <csignal>
+#include <exception>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cadre {
+
+/// Base of every cadre error; what() says what went wrong and how to fix it.
+struct error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A function that ran on an engine threw: engine id, demangled exception type and message.
+class remote_error : public error {
+ public:
+  remote_error(int engine_id, std::string type, std::string message)
+      : error("engine " + std::to_string(engine_id) + " raised " + type + ": " + message),
+        engine_id_(engine_id), type_(std::move(type)), message_(std::move(message)) {}
+  int engine_id() const noexcept { return engine_id_; }
+  const std::string& type() const noexcept { return type_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  int engine_id_;
+  std::string type_, message_;
+};
+
+/// A task's engine died while the task was queued or running (never a hang).
+class engine_error : public error {
+ public:
+  engine_error(int engine_id, int pid, int signal, std::string detail = {})
+      : error(describe(engine_id, pid, signal, detail)), engine_id_(engine_id), pid_(pid), signal_(signal) {}
+  int engine_id() const noexcept { return engine_id_; }
+  int pid() const noexcept { return pid_; }
+  /// The signal that killed the engine, or 0 when it exited or the signal is unknown.
+  int signal() const noexcept { return signal_; }
+
+ private:
+  static std::string describe(int id, int pid, int sig, const std::string& detail) {
+    std::string s = "engine " + std::to_string(id) + " (pid " + std::to_string(pid) + ") died";
+    if (sig > 0) s += std::string(" from signal ") + std::to_string(sig) + " (" + sigabbrev(sig) + ")";
+    s += " before finishing the task";
+    if (!detail.empty()) s += "; " + detail;
+    return s;
+  }
+  static std::string sigabbrev(int sig) {
+    const char* d = ::strsignal(sig);
+    return d ? d : "unknown";
+  }
+  int engine_id_, pid_, signal_;
+};
+
+/// A many-engine call failed on some engines: one remote/engine error per failed engine.
+class composite_error : public error {
+ public:
+  struct failure {
+    int engine_id;
+    std::string what;
+    std::exception_ptr error;  // the engine's own error (remote_error, engine_error, ...)
+  };
+  explicit composite_error(std::vector<failure> failures)
+      : error(describe(failures)), failures_(std::move(failures)) {}
+  const std::vector<failure>& failures() const noexcept { return failures_; }
+
+ private:
+  static std::string describe(const std::vector<failure>& f) {
+    std::string s = std::to_string(f.size()) + " engine task(s) failed:";
+    for (const auto& x : f) s += "\n  [" + std::to_string(x.engine_id) + "] " + x.what;
+    return s;
+  }
+  std::vector<failure> failures_;
+};
+
+/// A wait ran out of time; the task itself goes on.
+struct timeout_error : error {
+  using error::error;
+};
+
+/// No value of that name on that engine.
+class name_error : public error {
+ public:
+  name_error(int engine_id, std::string name)
+      : error("name '" + name + "' is not defined on engine " + std::to_string(engine_id) +
+              "; push it first (view[\"" + name + "\"] = value) or check the spelling"),
+        engine_id_(engine_id), name_(std::move(name)) {}
+  int engine_id() const noexcept { return engine_id_; }
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  int engine_id_;
+  std::string name_;
+};
+
+/// A stored value was asked for as another type; both types are named.
+class type_error : public error {
+ public:
+  type_error(std::string stored, std::string requested, std::string context)
+      : error(context + ": stored " + stored + ", requested " + requested),
+        stored_(std::move(stored)), requested_(std::move(requested)) {}
+  const std::string& stored() const noexcept { return stored_; }
+  const std::string& requested() const noexcept { return requested_; }
+
+ private:
+  std::string stored_, requested_;
+};
+
+/// Bytes that do not decode as the type they claim (a corrupt or truncated record).
+struct decode_error : error {
+  using error::error;
+};
+
+/// No such cluster, or it is not usable (stale, foreign, half-made).
+struct connection_error : error {
+  using error::error;
+};
+
+/// A function cannot be called on these engines; the message names it and the ways out.
+struct function_error : error {
+  using error::error;
+};
+
+/// The segment has no room for a value; says how big it is and how to ask for more.
+struct capacity_error : error {
+  using error::error;
+};
+
+/// A queued task was aborted before it ran.
+struct aborted_error : error {
+  using error::error;
+};
+
+/// A task did not run because a task it depended on failed.
+struct dependency_error : error {
+  using error::error;
+};
+
+}  // namespace cadre

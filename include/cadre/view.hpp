@@ -1,0 +1,122 @@
+// cadre/view.hpp — what EngineView and DirectView share: apply, execute, push, pull on a set of engines.
+#pragma once
+
+#include <cadre/async_result.hpp>
+#include <cadre/detail/requests.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace cadre::detail {
+
+/// The operations of a view. Single = true: one engine, results are single values (EngineView);
+/// Single = false: many engines, results are std::vector in the order of the view's targets (DirectView).
+template <bool Single>
+class BasicView {
+ public:
+  template <class R>
+  using result_t = std::conditional_t<Single, R, many_t<R>>;
+
+  /// When true, apply/execute/push/erase wait for their result and rethrow errors before returning.
+  bool block = false;
+
+  BasicView() = default;
+  explicit BasicView(Targets t) : t_(std::move(t)) {}
+
+  /// Calls f(args...) on every engine of the view; `cadre::ref("x")` arguments are read from each
+  /// engine's namespace. A function whose first parameter is `cadre::Namespace&` receives the engine's.
+  template <class F, class... Args>
+  AsyncResult<result_t<call_result_t<F, Args...>>> apply_async(F&& f, Args&&... args) const {
+    using R = call_result_t<F, Args...>;
+    return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);
+  }
+
+  /// Calls f(args...) and waits for the result(s).
+  template <class F, class... Args>
+  result_t<call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
+    return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
+  }
+
+  /// apply_async, or apply_sync's waiting when `block` is set (the result is then ready).
+  template <class F, class... Args>
+  AsyncResult<result_t<call_result_t<F, Args...>>> apply(F&& f, Args&&... args) const {
+    return blocking(apply_async(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// Runs f(cadre::Namespace&) on every engine of the view.
+  template <class F>
+  AsyncResult<void> execute(F&& f) const {
+    static_assert(call_traits<F>::takes_ns, "cadre: execute() takes a function of (cadre::Namespace&)");
+    return blocking(make<void>(t_.apply(std::forward<F>(f)), "execute", ErrorPolicy::composite));
+  }
+
+  /// Sets name = value in every engine's namespace.
+  template <class T>
+  AsyncResult<void> push(std::string_view name, const T& value) const {
+    return blocking(make<void>(t_.push(name, value), "push", ErrorPolicy::first));
+  }
+
+  /// The value of name on the engine(s), as T. Throws name_error (naming the engine) or type_error.
+  template <class T>
+  result_t<T> pull(std::string_view name) const {
+    return pull_async<T>(name).get();
+  }
+
+  template <class T>
+  AsyncResult<result_t<T>> pull_async(std::string_view name) const {
+    return make<T>(t_.named(RecordKind::pull, name), "value '" + std::string(name) + "'", ErrorPolicy::first);
+  }
+
+  /// Removes name from the engines' namespaces (absent names are ignored).
+  AsyncResult<void> erase(std::string_view name) const {
+    return blocking(make<void>(t_.named(RecordKind::erase, name), "erase", ErrorPolicy::first));
+  }
+
+  /// The names defined on each engine.
+  result_t<std::vector<std::string>> names() const {
+    return make<std::vector<std::string>>(t_.simple(RecordKind::names), "names", ErrorPolicy::first).get();
+  }
+
+  /// `view["a"] = 5` pushes a value.
+  class Item {
+   public:
+    Item(const BasicView& v, std::string name) : v_(v), name_(std::move(name)) {}
+    template <class T>
+    Item& operator=(const T& value) {
+      v_.push(name_, value);
+      return *this;
+    }
+    Item& operator=(const char* s) { return *this = std::string(s); }
+    /// The value, pulled as T.
+    template <class T>
+    result_t<T> get() const {
+      return v_.template pull<T>(name_);
+    }
+
+   private:
+    const BasicView& v_;
+    std::string name_;
+  };
+  Item operator[](std::string_view name) const { return Item(*this, std::string(name)); }
+
+  /// The engine ids of this view, in order.
+  const std::vector<int>& targets() const noexcept { return t_.ids(); }
+  std::size_t size() const noexcept { return t_.ids().size(); }
+
+ protected:
+  template <class R>
+  AsyncResult<result_t<R>> make(std::vector<Task> tasks, std::string what, ErrorPolicy policy) const {
+    if constexpr (Single) return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), single<R>(std::move(what)));
+    else return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), each<R>(std::move(what), policy));
+  }
+
+  template <class A>
+  A blocking(A ar) const {
+    if (block) ar.get();
+    return ar;
+  }
+
+  Targets t_;
+};
+
+}  // namespace cadre::detail
