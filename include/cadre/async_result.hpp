@@ -55,7 +55,8 @@ R task_value(const TaskState& t, std::string_view what) {
   if constexpr (std::is_void_v<R>) {
     (void)t, (void)what;
   } else {
-    return decode_typed<R>(parse_typed(t.bytes), std::string(what) + " on engine " + std::to_string(t.engine));
+    const TypedView v = t.type_head.empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head, t.bytes);
+    return decode_typed<R>(v, std::string(what) + " on engine " + std::to_string(t.engine));
   }
 }
 

@@ -8,6 +8,7 @@
 #define CADRE_VERSION_MINOR 1
 #define CADRE_VERSION_PATCH 0
 
+#include <cadre/async_map_result.hpp>
 #include <cadre/async_result.hpp>
 #include <cadre/client.hpp>
 #include <cadre/cluster.hpp>
@@ -18,6 +19,7 @@
 #include <cadre/errors.hpp>
 #include <cadre/function_ref.hpp>
 #include <cadre/namespace.hpp>
+#include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>
 #include <cadre/this_engine.hpp>
 

@@ -5,6 +5,7 @@
 #include <cadre/detail/shm_transport.hpp>
 #include <cadre/direct_view.hpp>
 #include <cadre/engine_view.hpp>
+#include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>
 
 #include <cstdlib>
@@ -55,6 +56,13 @@ class Client {
 
   /// A DirectView of every engine (the same as rc[cadre::all]).
   DirectView direct_view() const { return (*this)[all]; }
+
+  /// A zero-filled array of n numbers in the cluster's segment, to fill in place and scatter without
+  /// copying. Throws capacity_error when the segment has no room.
+  template <class T>
+  SharedVector<T> make_shared_vector(std::size_t n) const {
+    return SharedVector<T>::allocate(segment_, n);
+  }
 
   /// Waits for every task this client has sent.
   void wait() const { core_->wait_all(); }

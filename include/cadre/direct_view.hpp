@@ -1,6 +1,9 @@
 // cadre/direct_view.hpp — DirectView: the multiplexer; does the same thing on all of its engines.
 #pragma once
 
+#include <cadre/async_map_result.hpp>
+#include <cadre/detail/data_plane.hpp>
+#include <cadre/shared_vector.hpp>
 #include <cadre/view.hpp>
 
 #include <fmt/format.h>
@@ -22,6 +25,112 @@ class DirectView : public detail::BasicView<false> {
  public:
   DirectView() = default;
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<int> ids) : BasicView(detail::Targets(std::move(core), std::move(ids))) {}
+
+  struct ScatterOptions {
+    bool flatten = false;  ///< an engine whose chunk has one element gets the element, not a one-element vector
+  };
+
+  /// Splits `data` over the view's engines, contiguous chunks in target order (engine p of k gets
+  /// n/k + (p < n%k) items): engine p holds std::vector<E> under name (E with flatten). Arrays of
+  /// numbers are written straight into the engines' memory; an Eigen matrix is split into row blocks
+  /// (vectors into segments); a SharedVector is not copied at all.
+  ///
+  ///     dview.scatter("a", std::vector<int>{0, 1, ..., 15});   // engine 0: {0,1,2,3}, ...
+  ///     dview.scatter("id", rc.ids(), {.flatten = true});      // engine p: int p
+  template <class Range>
+  AsyncResult<void> scatter(std::string_view name, const Range& data, ScatterOptions opts = {}) const {
+    std::vector<detail::Task> tasks;
+    if constexpr (is_shared_vector_v<Range>) {
+      tasks = detail::scatter_shared(t_, name, data);
+    } else if constexpr (detail::eigen_dense<Range>) {
+      tasks = detail::scatter_eigen(t_, name, data);
+    } else if constexpr (std::ranges::contiguous_range<const Range> && std::ranges::sized_range<const Range> &&
+                         is_raw_array_v<std::vector<std::ranges::range_value_t<const Range>>>) {
+      tasks = detail::scatter_raw(t_, name, std::ranges::data(data), std::size_t(std::ranges::size(data)), opts.flatten);
+    } else {
+      static_assert(std::ranges::sized_range<const Range>, "cadre: scatter takes a sized range, an Eigen matrix or a SharedVector");
+      tasks = detail::scatter_generic(t_, name, data, opts.flatten);
+    }
+    return blocking(make<void>(std::move(tasks), "scatter", detail::ErrorPolicy::first));
+  }
+
+  template <class E>
+  AsyncResult<void> scatter(std::string_view name, std::initializer_list<E> data, ScatterOptions opts = {}) const {
+    return scatter(name, std::vector<E>(data), opts);
+  }
+
+  /// Reassembles what the engines hold under name, in target order: for an Eigen type M, the row
+  /// blocks stacked into one M; otherwise a std::vector<E> of the engines' std::vector<E> chunks
+  /// concatenated (engines holding a single E contribute it). Throws type_error or name_error.
+  template <class T>
+  auto gather(std::string_view name) const {
+    auto tasks = t_.named(detail::RecordKind::pull, name);
+    for (const auto& t : tasks) t_.core()->wait(*t);
+    if constexpr (detail::eigen_dense<T>) {
+      return detail::gather_eigen<T>(tasks, name);
+    } else {
+      std::vector<T> out;
+      detail::gather_into(tasks, name, out);
+      return out;
+    }
+  }
+
+  /// gather into an existing vector, reusing its memory (no page faults on repeated gathers).
+  template <class E>
+  void gather(std::string_view name, std::vector<E>& out) const {
+    auto tasks = t_.named(detail::RecordKind::pull, name);
+    for (const auto& t : tasks) t_.core()->wait(*t);
+    detail::gather_into(tasks, name, out);
+  }
+
+  /// Maps f over the sequences (zipped when several), one task per engine, each on a contiguous chunk.
+  /// Results come back in input order.
+  ///
+  ///     std::vector<long> p = dview.map_sync(pow10, std::views::iota(0L, 32L));
+  template <class F, class Range, class... Ranges>
+  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_async(F&& f, const Range& xs, const Ranges&... more) const {
+    using R = detail::map_result_t<F, Range, Ranges...>;
+    const std::size_t n = std::size_t(std::ranges::size(xs));
+    if (((std::size_t(std::ranges::size(more)) != n) || ...))
+      throw std::invalid_argument("map: the sequences have different lengths (the first has " + std::to_string(n) + " elements)");
+    const auto& ids = t_.ids();
+    auto& tr = t_.core()->transport();
+    std::vector<detail::Task> tasks;
+    std::vector<std::byte> buf;
+    for (std::size_t p = 0; p < ids.size(); ++p) {
+      const detail::Chunk c = detail::partition(n, ids.size(), p);
+      buf.clear();
+      detail::encode_map(buf, tr.engines_run_this_program(), tr.describe(), f, chunk_of(xs, c), chunk_of(more, c)...);
+      tasks.push_back(t_.core()->submit(std::uint32_t(ids[p]), detail::RecordKind::apply, 0, buf));
+    }
+    return AsyncMapResult<R>(t_.core(), std::move(tasks));
+  }
+
+  /// map_async, waiting for the results.
+  template <class F, class Range, class... Ranges>
+  std::vector<detail::map_result_t<F, Range, Ranges...>> map_sync(F&& f, const Range& xs, const Ranges&... more) const {
+    return map_async(std::forward<F>(f), xs, more...).get();
+  }
+
+  /// map_async, waiting (and rethrowing errors) first when `block` is set.
+  template <class F, class Range, class... Ranges>
+  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map(F&& f, const Range& xs, const Ranges&... more) const {
+    auto r = map_async(std::forward<F>(f), xs, more...);
+    if (block) r.get();
+    return r;
+  }
+
+ private:
+  template <class Range>
+  static auto chunk_of(const Range& r, detail::Chunk c) {
+    using V = std::ranges::range_value_t<const Range>;
+    auto b = std::ranges::begin(r);
+    std::ranges::advance(b, std::ranges::range_difference_t<const Range>(c.begin));
+    std::vector<V> out;
+    out.reserve(c.count);
+    for (std::size_t i = 0; i < c.count; ++i, ++b) out.push_back(*b);
+    return out;
+  }
 };
 
 inline std::ostream& operator<<(std::ostream& os, const DirectView& v) {

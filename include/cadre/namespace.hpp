@@ -48,15 +48,22 @@ class Namespace {
     }
     Stored s;
     detail::encode_typed(value, s.local);
-    s.data = s.local.data();
-    s.len = s.local.size();
+    s.describe(detail::parse_typed(s.local));
     put(name, std::move(s));
   }
 
   /// A copy of the value under name. Throws name_error if absent, type_error if it holds another type.
   template <class T>
   T get(std::string_view name) const {
-    return detail::decode_typed<T>(typed(name), context(name));
+    const Stored& s = find_or_throw(name);
+    if (s.raw_count) {
+      check_type<T>(s, name);
+      if constexpr (is_std_vector<T>::value && is_raw_array_v<T>) {
+        auto v = raw_span<typename T::value_type>(s);
+        return T(v.begin(), v.end());
+      }
+    }
+    return detail::decode_typed<T>(s.typed(), context(name));
   }
 
   /// The value in place: `std::span<const E>` for `std::vector<E>`/`std::array`, `Eigen::Map<const M>` for
@@ -64,9 +71,12 @@ class Namespace {
   template <class T>
   decltype(auto) view(std::string_view name) const {
     const Stored& s = find_or_throw(name);
-    const detail::TypedView v = detail::parse_typed({s.data, s.len});
-    if (v.type_hash != type_hash<T>()) throw type_error(std::string(v.type), type_name<T>(), context(name));
+    const detail::TypedView v = s.typed();
+    check_type<T>(s, name);
     if constexpr (is_raw_array_v<T>) {
+      if constexpr (is_std_vector<T>::value) {
+        if (s.raw_count) return raw_span<typename T::value_type>(s);
+      }
       return cadre::view<T>(v.payload);
     } else {
       if (!s.cache || s.cache_hash != type_hash<T>()) {
@@ -112,43 +122,68 @@ class Namespace {
   void adopt_block(std::string_view name, std::uint64_t block, std::size_t at, std::size_t len) {
     Stored s;
     s.block = block;
-    s.data = seg_->block_data(block) + at;
-    s.len = len;
+    try {
+      s.describe(detail::parse_typed({seg_->block_data(block) + at, len}));
+    } catch (...) {
+      drop(s);
+      throw;
+    }
+    put(name, std::move(s));
+  }
+
+  /// Takes over one namespace reference of a segment block, of which `payload` (inside the block's
+  /// data) is the payload of a value of the given type: a slice of a shared array, not copied.
+  void adopt_view(std::string_view name, std::uint64_t block, std::uint64_t type_hash, std::string type,
+                  std::span<const std::byte> elements, std::uint64_t count) {
+    Stored s;
+    s.block = block;
+    s.hash = type_hash;
+    s.type = std::move(type);
+    s.payload = elements;
+    s.raw_count = count ? count : ~std::uint64_t(0);  // ~0: an empty slice
     put(name, std::move(s));
   }
 
   /// Stores a copy of a typed value's bytes.
   void store_bytes(std::string_view name, std::span<const std::byte> typed_bytes) {
-    detail::parse_typed(typed_bytes);  // validate before accepting
     Stored s;
     s.local.assign(typed_bytes.begin(), typed_bytes.end());
-    s.data = s.local.data();
-    s.len = s.local.size();
+    s.describe(detail::parse_typed(s.local));  // validates before accepting
     put(name, std::move(s));
   }
 
-  /// Where a value's typed bytes are: in a segment block (block != 0, offset `at` into its data) or local.
+  /// Where a value is: in a segment block (block != 0; its payload starts `at` bytes into the block's
+  /// data) or in engine memory (`envelope` holds its whole typed value).
   struct Location {
     std::uint64_t block;
     std::size_t at;
-    std::span<const std::byte> bytes;
+    detail::TypedView value;
+    std::span<const std::byte> envelope;
+    std::uint64_t raw_count;  // non-zero: value.payload is a raw array's elements alone (a view, no header)
   };
   Location locate(std::string_view name) const {
     const Stored& s = find_or_throw(name);
-    return {s.block, s.block ? std::size_t(s.data - seg_->block_data(s.block)) : 0, {s.data, s.len}};
+    if (s.raw_count) return {s.block, 0, s.typed(), {}, s.raw_count};
+    if (s.block) return {s.block, std::size_t(s.payload.data() - seg_->block_data(s.block)), s.typed(), {}, 0};
+    return {0, 0, s.typed(), s.local, 0};
   }
 
-  detail::TypedView typed(std::string_view name) const {
-    const Stored& s = find_or_throw(name);
-    return detail::parse_typed({s.data, s.len});
-  }
+  detail::TypedView typed(std::string_view name) const { return find_or_throw(name).typed(); }
 
  private:
   struct Stored {
-    std::vector<std::byte> local;  // operator new aligns to 16: in-place array views stay aligned
-    std::uint64_t block = 0;
-    const std::byte* data = nullptr;
-    std::size_t len = 0;
+    std::vector<std::byte> local;  // the typed value, when held in engine memory (operator new aligns to 16)
+    std::uint64_t block = 0;       // else the shared block holding it
+    std::uint64_t hash = 0;
+    std::string type;
+    std::span<const std::byte> payload;
+    std::uint64_t raw_count = 0;   // non-zero: payload holds a raw array's elements only (a shared slice)
+    void describe(const detail::TypedView& v) {
+      hash = v.type_hash;
+      type = std::string(v.type);
+      payload = v.payload;
+    }
+    detail::TypedView typed() const { return {hash, type, payload}; }
     mutable std::shared_ptr<void> cache;  // decoded value for view<T> of non-array types
     mutable std::uint64_t cache_hash = 0;
   };
@@ -172,6 +207,22 @@ class Namespace {
       }
     }
     s.block = 0;
+  }
+
+  template <class T>
+  struct is_std_vector : std::false_type {};
+  template <class E, class A>
+  struct is_std_vector<std::vector<E, A>> : std::true_type {};
+
+  template <class T>
+  void check_type(const Stored& s, std::string_view name) const {
+    if (s.hash != type_hash<T>()) throw type_error(s.type, type_name<T>(), context(name));
+  }
+
+  template <class E>
+  static std::span<const E> raw_span(const Stored& s) {
+    const std::size_t n = s.raw_count == ~std::uint64_t(0) ? 0 : s.raw_count;
+    return {reinterpret_cast<const E*>(s.payload.data()), n};
   }
 
   const Stored& find_or_throw(std::string_view name) const {

@@ -26,6 +26,7 @@ struct TaskState {
   std::uint64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;
   Status status = Status::ok;
   std::vector<std::byte> inline_bytes;  // small payloads are copied here (16-byte aligned storage)
+  std::vector<std::byte> type_head;     // set when the payload is a split typed value (wire.hpp)
   std::span<const std::byte> bytes;     // the payload: inline_bytes or a held block
   std::shared_ptr<void> hold;
   std::exception_ptr failure;           // set when the task never completed (engine died)
@@ -136,6 +137,7 @@ class ClientCore {
         pending_.erase(it);
       }
       t->status = c.status;
+      t->type_head.assign(c.head.begin(), c.head.end());
       t->started_ns = c.started_ns;
       t->finished_ns = c.finished_ns;
       if (c.hold) {

@@ -126,6 +126,7 @@ class Engine {
       return;
     }
     result_.clear();
+    head_.clear();
     Status status = Status::ok;
     std::uint64_t reply_block = 0;
     std::uint32_t reply_at = 0;
@@ -142,13 +143,20 @@ class Engine {
           Reader r(data);
           const auto name = r.str(4096);
           const auto where = ns_.locate(name);
-          if (where.block) {
-            seg_.retain(where.block, kPin);  // the client releases the pin once it has read the value
+          if (where.raw_count) {
+            // A slice of a shared array has no header in front: send a copy with one.
+            const std::uint64_t n = where.raw_count == ~std::uint64_t(0) ? 0 : where.raw_count;
+            encode_raw_envelope(result_, where.value.type_hash, where.value.type, n, where.value.payload);
+          } else if (where.block) {
+            // The payload stays where it is: the client reads it in place, then drops this pin.
+            seg_.retain(where.block, kPin);
             reply_block = where.block;
             reply_at = std::uint32_t(where.at);
-            result_len_override_ = where.bytes.size();
+            result_len_override_ = where.value.payload.size();
+            head_.clear();
+            put_type_head(head_, where.value.type_hash, where.value.type);
           } else {
-            result_.assign(where.bytes.begin(), where.bytes.end());
+            result_.assign(where.envelope.begin(), where.envelope.end());
           }
           break;
         }
@@ -158,6 +166,7 @@ class Engine {
           break;
         }
         case RecordKind::names: encode_typed(ns_.names(), result_); break;
+        case RecordKind::scatter_view: run_scatter_view(data); break;
         default: throw decode_error("unknown record kind " + std::to_string(unsigned(h.kind)));
       }
     } catch (const name_error& e) {
@@ -231,6 +240,22 @@ class Engine {
     return false;
   }
 
+  /// scatter_view: [str name][u64 block][u64 byte offset][u64 count][u64 element size][type head]. The
+  /// client took one namespace reference on the block for us.
+  void run_scatter_view(std::span<const std::byte> data) {
+    Reader r(data);
+    const auto name = std::string(r.str(4096));
+    const auto block = r.get<std::uint64_t>(), at = r.get<std::uint64_t>(), count = r.get<std::uint64_t>(),
+               elem = r.get<std::uint64_t>();
+    const TypedView type = typed_from_head(data.subspan(r.pos()), {});
+    const BlockHeader* b = seg_.block(block);
+    if (elem == 0 || elem > 16 || at > b->bytes || count > (b->bytes - at) / elem || at % elem != 0) {
+      release_quietly(block, kNsRef);
+      throw decode_error("scatter view outside its block");
+    }
+    ns_.adopt_view(name, block, type.type_hash, std::string(type.type), {seg_.block_data(block) + at, count * elem}, count);
+  }
+
   void error_payload(std::initializer_list<std::string_view> ss) {
     result_.clear();
     Writer w(result_);
@@ -275,8 +300,11 @@ class Engine {
       if (spins < 64) cpu_relax();
       else ::usleep(50);
     }
+    if (status != Status::ok) head_.clear();
     s->task_id = h.task_id;
     s->kind = std::uint16_t(RecordKind::completion);
+    s->flags = std::uint16_t(head_.size());
+    if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
     s->status = std::uint32_t(status);
     s->len = std::uint32_t(len);
     s->aux = at;
@@ -299,6 +327,7 @@ class Engine {
   RingConsumer commands_[kMaxClients];
   RingProducer completions_[kMaxClients];
   std::vector<std::byte> result_;
+  std::vector<std::byte> head_;  // type head of a split reply (payload in a block)
   std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;
   pid_t launcher_ = 0;

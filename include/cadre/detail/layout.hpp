@@ -115,7 +115,7 @@ enum class Status : std::uint32_t {
 struct alignas(kCacheLine) RingSlot {
   std::uint64_t task_id;
   std::uint16_t kind;        // RecordKind
-  std::uint16_t flags;
+  std::uint16_t flags;       // completions: length of an inline type head when the payload is split (see wire.hpp)
   std::uint32_t status;      // Status (completions)
   std::uint32_t len;         // bytes of payload (inline or in the block)
   std::uint32_t aux;         // kind-specific: name length for push/pull

@@ -5,6 +5,7 @@
 #include <cadre/detail/client_core.hpp>
 #include <cadre/detail/ffi_call.hpp>
 #include <cadre/detail/module_ref.hpp>
+#include <cadre/detail/map_call.hpp>
 #include <cadre/function_ref.hpp>
 
 #include <memory>
@@ -27,38 +28,17 @@ const CodeRef& thunk_ref() {
   return r;
 }
 
-/// Encodes an apply record for calling f(args...) on engines; `same_program` says whether the engines
-/// run this executable.
-template <class F, class... Args>
-void encode_apply(std::vector<std::byte>& out, bool same_program, const std::string& where, F&& f, Args&&... args) {
-  using CT = call_traits<F, Args...>;
-  using Fn = typename CT::fn_type;
-  using Params = typename CT::params;
-  Writer w(out);
-  if constexpr (CT::is_fnptr) {
+/// Writes the callable part of an apply record: thunk `own`, then the function or the callable's bytes.
+/// When the engines run another program, `fallback` may name an exported thunk (CADRE_EXPORT) instead.
+template <Thunk own, class F>
+void put_callable(Writer& w, bool same_program, Thunk fallback, const std::string& where, const F& f) {
+  using Fn = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<Fn>) {
     const void* p = reinterpret_cast<const void*>(f);
-    if (!p) throw function_error("cannot call a null function pointer on engines");
-    constexpr Thunk own = thunk_of<Fn, CT::takes_ns, Params>::value;
-    Thunk th = same_program ? own : exported_thunk(p);
-    const CodeRef fn_ref = locate(p, describe_function(p));
-    if (!th) {
-      if constexpr (ffi_signature<Fn>::value && !CT::takes_ns) {
-        if (!fn_ref.main) {
-          w.put(std::uint8_t(1));
-          ffi_writer<typename signature<Fn>::result, typename signature<Fn>::params>::put(w, fn_ref, std::forward<Args>(args)...);
-          return;
-        }
-      }
-      throw function_error("cannot call " + describe_function(p) + " on " + where +
-                           ": its engines run another program, which does not contain this function. Ways out: start the "
-                           "cluster with `cadre start --engine <this program>` or `cadre run`, or use an embedded "
-                           "cadre::Cluster; or export the function from a shared library with CADRE_EXPORT; or call a C "
-                           "function with numeric parameters and result from a shared library (like ::getpid or ::cos)");
-    }
     w.put(std::uint8_t(0));
-    put_code_ref(w, same_program ? thunk_ref<own>() : locate(reinterpret_cast<const void*>(th), "exported thunk"));
+    put_code_ref(w, same_program ? thunk_ref<own>() : locate(reinterpret_cast<const void*>(fallback), "exported thunk"));
     w.put(std::uint8_t(1));
-    put_code_ref(w, fn_ref);
+    put_code_ref(w, locate(p, describe_function(p)));
     w.put(std::uint32_t(0));
   } else {
     static_assert(std::is_trivially_copyable_v<Fn>,
@@ -69,13 +49,66 @@ void encode_apply(std::vector<std::byte>& out, bool same_program, const std::str
                            ": its engines run another program. Use an embedded cadre::Cluster, `cadre start --engine "
                            "<this program>` or `cadre run`, or pass a C function or a CADRE_EXPORTed function instead");
     w.put(std::uint8_t(0));
-    put_code_ref(w, thunk_ref<thunk_of<Fn, CT::takes_ns, Params>::value>());
+    put_code_ref(w, thunk_ref<own>());
     w.put(std::uint8_t(0));
     w.put(std::uint32_t(sizeof(Fn)));
     w.bytes(&f, sizeof(Fn));
   }
   w.align(16);
+}
+
+inline std::string other_program_message(const void* p, const std::string& where) {
+  return "cannot call " + describe_function(p) + " on " + where +
+         ": its engines run another program, which does not contain this function. Ways out: start the "
+         "cluster with `cadre start --engine <this program>` or `cadre run`, or use an embedded "
+         "cadre::Cluster; or export the function from a shared library with CADRE_EXPORT; or call a C "
+         "function with numeric parameters and result from a shared library (like ::getpid or ::cos)";
+}
+
+/// Encodes an apply record for calling f(args...) on engines; `same_program` says whether the engines
+/// run this executable.
+template <class F, class... Args>
+void encode_apply(std::vector<std::byte>& out, bool same_program, const std::string& where, F&& f, Args&&... args) {
+  using CT = call_traits<F, Args...>;
+  using Fn = typename CT::fn_type;
+  using Params = typename CT::params;
+  constexpr Thunk own = thunk_of<Fn, CT::takes_ns, Params>::value;
+  Writer w(out);
+  if constexpr (CT::is_fnptr) {
+    const void* p = reinterpret_cast<const void*>(f);
+    if (!p) throw function_error("cannot call a null function pointer on engines");
+    const Thunk exported = same_program ? nullptr : exported_thunk(p);
+    if (!same_program && !exported) {
+      const CodeRef fn_ref = locate(p, describe_function(p));
+      if constexpr (ffi_signature<Fn>::value && !CT::takes_ns) {
+        if (!fn_ref.main) {
+          w.put(std::uint8_t(1));
+          ffi_writer<typename signature<Fn>::result, typename signature<Fn>::params>::put(w, fn_ref, std::forward<Args>(args)...);
+          return;
+        }
+      }
+      throw function_error(other_program_message(p, where));
+    }
+    put_callable<own>(w, same_program, exported, where, f);
+  } else {
+    put_callable<own>(w, same_program, nullptr, where, f);
+  }
   put_args<Params>(w, std::forward<Args>(args)...);
+}
+
+/// Encodes one map task: f over the zipped chunks (each a std::vector<V>).
+template <class F, class... V>
+void encode_map(std::vector<std::byte>& out, bool same_program, const std::string& where, const F& f,
+                const std::vector<V>&... chunks) {
+  using Fn = std::decay_t<F>;
+  using R = std::decay_t<std::invoke_result_t<Fn&, const V&...>>;
+  if constexpr (std::is_pointer_v<Fn>) {
+    if (!same_program) throw function_error(other_program_message(reinterpret_cast<const void*>(f), where) +
+                                            " (map needs engines that run this program)");
+  }
+  Writer w(out);
+  put_callable<&map_thunk<Fn, R, V...>>(w, same_program, nullptr, where, f);
+  put_args<std::tuple<std::vector<V>...>>(w, chunks...);
 }
 
 /// A view's engines and the client they belong to; what EngineView and DirectView are made of.

@@ -112,12 +112,14 @@ class ShmTransport final : public Transport {
         c.started_ns = s->started_ns;
         c.finished_ns = s->finished_ns;
         const std::uint64_t block = s->block;
-        const std::uint32_t len = s->len, at = s->aux;
+        const std::uint32_t len = s->len, at = s->aux, head_len = s->flags;
         const bool mine = s->reserved[1] == generation_;
         try {
           if (!mine) {
             if (block) release_pin(block);
           } else if (block) {
+            if (head_len > kInlineBytes) throw decode_error("completion type head exceeds its slot");
+            c.head = {s->data, head_len};
             const BlockHeader* b = seg_->block(block);
             if (std::uint64_t(at) + len > b->bytes) throw decode_error("completion payload exceeds its block");
             c.bytes = {seg_->block_data(block) + at, len};
@@ -134,7 +136,7 @@ class ShmTransport final : public Transport {
           }
         } catch (const decode_error& err) {
           c.status = Status::decode_error;
-          c.bytes = {};
+          c.head = {};
           c.hold.reset();
           error_.assign(err.what());
           c.bytes = {reinterpret_cast<const std::byte*>(error_.data()), error_.size()};

@@ -26,6 +26,7 @@ struct Completion {
   std::uint64_t task_id = 0;
   Status status = Status::ok;
   std::uint64_t started_ns = 0, finished_ns = 0;
+  std::span<const std::byte> head;   // non-empty: the type head of a split typed value (bytes is its payload)
   std::span<const std::byte> bytes;  // the result or error payload; valid during the callback only...
   std::shared_ptr<void> hold;        // ...unless hold is set: holding it keeps `bytes` valid
 };

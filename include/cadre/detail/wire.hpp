@@ -118,6 +118,38 @@ inline TypedView parse_typed(std::span<const std::byte> bytes) {
   return v;
 }
 
+/// A type head: the envelope's type part alone, for values whose payload travels separately
+/// (a namespace value in a shared block is sent as head + a view of its payload: no copy).
+///   [u64 type_hash][u32 name_len][name]
+inline void put_type_head(std::vector<std::byte>& out, std::uint64_t hash, std::string_view name) {
+  Writer w(out);
+  w.put(hash);
+  w.str(name);
+}
+
+inline TypedView typed_from_head(std::span<const std::byte> head, std::span<const std::byte> payload) {
+  Reader r(head);
+  TypedView v;
+  v.type_hash = r.get<std::uint64_t>();
+  v.type = r.str(4096);
+  v.payload = payload;
+  return v;
+}
+
+/// Appends the envelope of a raw array given as parts: its type, element count and element bytes.
+inline void encode_raw_envelope(std::vector<std::byte>& out, std::uint64_t hash, std::string_view type, std::uint64_t count,
+                                std::span<const std::byte> elements) {
+  const std::size_t start = out.size(), off = envelope_payload_offset(type.size());
+  out.resize(start + off + kRawHeader + elements.size());
+  EnvelopeHeader h{hash, std::uint32_t(type.size()), std::uint32_t(off), kRawHeader + elements.size()};
+  std::byte* p = out.data() + start;
+  std::memcpy(p, &h, sizeof h);
+  std::memcpy(p + sizeof h, type.data(), type.size());
+  const std::uint64_t raw[2] = {count, 0};
+  std::memcpy(p + off, raw, sizeof raw);
+  if (!elements.empty()) std::memcpy(p + off + kRawHeader, elements.data(), elements.size());
+}
+
 /// Bytes an envelope of T's value takes.
 template <class T>
 std::size_t typed_size(const T& v) {

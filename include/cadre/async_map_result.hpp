@@ -1,0 +1,115 @@
+// cadre/async_map_result.hpp — AsyncMapResult<R>: a map's future; iterate it to get results as they arrive.
+#pragma once
+
+#include <cadre/async_result.hpp>
+
+#include <iterator>
+#include <memory>
+#include <vector>
+
+namespace cadre {
+
+/// The result of `view.map_async(f, xs...)`: everything AsyncResult<std::vector<R>> has, plus iteration.
+/// Iterating yields the results in input order, each as soon as the task that computed it is done
+/// (for an unordered load-balanced map: in completion order).
+///
+///     cadre::AsyncMapResult<long> amr = dview.map_async(pow10, std::views::iota(0L, 3200L));
+///     for (long y : amr) use(y);    // chunk by chunk, while later chunks still run
+template <class R>
+class AsyncMapResult : public AsyncResult<std::vector<R>> {
+  using Base = AsyncResult<std::vector<R>>;
+
+ public:
+  AsyncMapResult() = default;
+  /// `tasks` each produce a std::vector<R>; `order` lists task indices in the order to yield them
+  /// (empty: in completion order).
+  AsyncMapResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, bool ordered = true)
+      : Base(core, tasks, concat(ordered)), ordered_(ordered) {}
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const R*;
+    using reference = const R&;
+
+    iterator() = default;
+    iterator(const AsyncMapResult* m) : m_(m) { advance_chunk(); }
+    reference operator*() const { return (*chunk_)[pos_]; }
+    pointer operator->() const { return &(*chunk_)[pos_]; }
+    iterator& operator++() {
+      if (++pos_ >= chunk_->size()) advance_chunk();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, std::default_sentinel_t) { return a.m_ == nullptr; }
+
+   private:
+    void advance_chunk() {
+      pos_ = 0;
+      for (;;) {
+        if (next_ >= m_->size()) {
+          m_ = nullptr;
+          return;
+        }
+        const detail::Task& t = m_->next_task(next_, done_);
+        ++next_;
+        if (auto e = detail::task_error(*t)) std::rethrow_exception(e);
+        chunk_ = std::make_shared<std::vector<R>>(detail::task_value<std::vector<R>>(*t, "map result"));
+        if (!chunk_->empty()) return;
+      }
+    }
+    const AsyncMapResult* m_ = nullptr;
+    std::shared_ptr<std::vector<R>> chunk_;
+    std::size_t next_ = 0, pos_ = 0;
+    std::vector<bool> done_;
+  };
+
+  iterator begin() const { return iterator(this); }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  static typename Base::Combine concat(bool ordered) {
+    return [ordered](const std::vector<detail::Task>& tasks) {
+      detail::throw_errors(tasks, detail::ErrorPolicy::composite);
+      std::vector<R> out;
+      std::vector<const detail::TaskState*> order;
+      for (const auto& t : tasks) order.push_back(t.get());
+      if (!ordered)
+        std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->finished_ns < b->finished_ns; });
+      for (const auto* t : order) {
+        auto part = detail::task_value<std::vector<R>>(*t, "map result");
+        if (out.empty()) out = std::move(part);
+        else out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+      }
+      return out;
+    };
+  }
+
+  /// The k-th task to yield: task k when ordered; otherwise the first finished one not yet yielded.
+  const detail::Task& next_task(std::size_t, std::vector<bool>& yielded) const {
+    const auto& tasks = this->tasks();
+    if (yielded.empty()) yielded.assign(tasks.size(), false);
+    if (ordered_) {
+      for (std::size_t i = 0; i < tasks.size(); ++i)
+        if (!yielded[i]) {
+          this->state().core->wait(*tasks[i]);
+          yielded[i] = true;
+          return tasks[i];
+        }
+    }
+    for (;;) {
+      for (std::size_t i = 0; i < tasks.size(); ++i)
+        if (!yielded[i] && tasks[i]->is_done()) {
+          yielded[i] = true;
+          return tasks[i];
+        }
+      this->state().core->progress(10'000'000);
+    }
+  }
+
+  bool ordered_ = true;
+};
+
+}  // namespace cadre

@@ -1,0 +1,416 @@
+// cadre/codec.hpp — structural type names and byte encodings of values shipped between processes.
+//
+// Client and engine may be different binaries, so a value's type is identified by a structural
+// name ("vec<f64>", "map<str,opt<i32>>") that any binary computes the same way, never by typeid.
+// Payloads use the host's little-endian layout. Contiguous arithmetic arrays (std::vector,
+// std::array, Eigen::Matrix/Array) are stored raw so the reader can use them in place:
+//
+//   [u64 a][u64 b][elements, in storage order]        elements start at detail::kRawHeader = 16
+//   std::vector<E>    a = count, b = 0               std::array<E, N>   a = N, b = 0
+//   Eigen types       a = rows,  b = cols
+//
+// Everything else is framed element by element (see detail/codec_detail.hpp). decode() and view()
+// check every length before reading and throw decode_error on malformed or truncated input.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <new>
+#include <ostream>
+#include <typeinfo>
+
+#include <Eigen/Core>
+#include <cereal/archives/binary.hpp>
+#include <cereal/cereal.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <cadre/detail/codec_detail.hpp>
+#include <cadre/errors.hpp>
+
+namespace cadre {
+
+/// Encodes any type with a cereal `serialize`/`save`+`load` function through
+/// cereal::BinaryOutputArchive. Its default name, "cereal:" + the demangled typeid name, is the
+/// same for binaries built by the same compiler, but no more stable than that: to make a cereal
+/// type's name cross-binary-stable, specialize codec<T> on top of this class and give it a name():
+///
+///   template <> struct cadre::codec<my::Point> : cadre::cereal_codec<my::Point> {
+///     static std::string name() { return "my::Point/1"; }
+///   };
+///
+/// Decoding default-constructs T, then loads into it. Truncated input is a decode_error; cereal
+/// never reads past the payload, but it trusts the sizes inside it (a corrupt std::vector size in
+/// a user type is an allocation before it is an error).
+template <class T>
+struct cereal_codec {
+  static std::string name() {
+    return "cereal:" + detail::codec_impl::demangle_type(typeid(T).name());
+  }
+
+  static void encode(const T& v, std::vector<std::byte>& out) {
+    detail::codec_impl::AppendBuf buf(out);
+    std::ostream os(&buf);
+    cereal::BinaryOutputArchive ar(os);
+    ar(v);
+  }
+
+  static T decode(std::span<const std::byte> in) {
+    static_assert(std::is_default_constructible_v<T>,
+                  "cadre::cereal_codec<T>: T must be default-constructible to be decoded");
+    detail::codec_impl::SpanBuf buf(in);
+    std::istream is(&buf);
+    T v{};
+    try {
+      cereal::BinaryInputArchive ar(is);
+      ar(v);
+    } catch (const cereal::Exception& e) {
+      detail::codec_impl::fail_decode(codec<T>::name(), e.what());
+    } catch (const std::length_error& e) {
+      detail::codec_impl::fail_decode(codec<T>::name(),
+                                      std::string("corrupt size (") + e.what() + ")");
+    } catch (const std::bad_alloc&) {
+      detail::codec_impl::fail_decode(codec<T>::name(), "corrupt size (allocation failed)");
+    }
+    if (buf.remaining() != 0)
+      detail::codec_impl::fail_decode(
+          codec<T>::name(), std::to_string(buf.remaining()) + " unexpected trailing bytes");
+    return v;
+  }
+
+  static std::size_t size(const T& v) {
+    detail::codec_impl::CountBuf buf;
+    std::ostream os(&buf);
+    cereal::BinaryOutputArchive ar(os);
+    ar(v);
+    return buf.count();
+  }
+};
+
+namespace detail::codec_impl {
+template <class T>
+inline constexpr bool cereal_serializable_v =
+    std::conjunction_v<cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>,
+                       cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>>;
+}  // namespace detail::codec_impl
+
+/// How values of T become bytes: the customization point. Built in: arithmetic types, std::string,
+/// std::vector, std::array, std::pair, std::tuple, std::optional, std::map, std::unordered_map,
+/// std::set, std::unordered_set (nested freely) and Eigen::Matrix/Array of arithmetic scalars.
+/// Any other type is transferable in one of two ways:
+///  1. give it a cereal `serialize(Archive&)` member or free function — it then goes through
+///     cereal_codec<T> (see there for making its name cross-binary-stable); or
+///  2. specialize codec<T> with the four members every codec has:
+///
+///   template <> struct cadre::codec<my::Id> {
+///     // Structural and stable, e.g. "my::Id".
+///     static std::string name();
+///     // APPENDS the payload to out.
+///     static void encode(const my::Id&, std::vector<std::byte>& out);
+///     // Exactly one payload; throws decode_error when it is malformed.
+///     static my::Id decode(std::span<const std::byte> payload);
+///     // The number of bytes encode appends.
+///     static std::size_t size(const my::Id&);
+///   };
+///
+/// A codec may also declare `static constexpr std::size_t fixed_size` when every payload has that
+/// many bytes; containers then store its elements without a length prefix.
+template <class T, class Enable>
+struct codec : cereal_codec<T> {
+  static_assert(
+      detail::codec_impl::cereal_serializable_v<T>,
+      "cadre::codec<T>: T cannot be transferred. Either give T a cereal serialize(Archive&) "
+      "member or free function (and include the cereal/types/*.hpp headers its members need), "
+      "or specialize cadre::codec<T> with name(), encode(), decode() and size(); see "
+      "cadre/codec.hpp");
+};
+
+/// Arithmetic types: exactly sizeof(T) bytes. Names by size and signedness: "i32", "u8", "f64", …,
+/// and "bool", "char".
+template <class T>
+requires std::is_arithmetic_v<T>
+struct codec<T> {
+  static constexpr std::size_t fixed_size = sizeof(T);
+  static std::string name() { return detail::codec_impl::arithmetic_name<T>(); }
+  static void encode(const T& v, std::vector<std::byte>& out) {
+    std::memcpy(detail::codec_impl::grow(out, sizeof(T)), &v, sizeof(T));
+  }
+  static T decode(std::span<const std::byte> in) {
+    if (in.size() != sizeof(T))
+      detail::codec_impl::fail_decode(name(), "expected " + std::to_string(sizeof(T)) +
+                                                  " bytes, got " + std::to_string(in.size()));
+    if constexpr (std::is_same_v<T, bool>) {
+      if (in[0] > std::byte{1})
+        detail::codec_impl::fail_decode(
+            name(), "byte " + std::to_string(std::to_integer<int>(in[0])) + " is not a bool");
+      return in[0] == std::byte{1};
+    } else {
+      T v;
+      std::memcpy(&v, in.data(), sizeof(T));
+      return v;
+    }
+  }
+  static std::size_t size(const T&) { return sizeof(T); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Raw arrays
+// ---------------------------------------------------------------------------------------------
+
+namespace detail::codec_impl {
+
+template <class T>
+struct raw_traits : std::false_type {};
+
+template <raw_element E, class A>
+struct raw_traits<std::vector<E, A>> : std::true_type {
+  using element = E;
+};
+
+template <raw_element E, std::size_t N>
+struct raw_traits<std::array<E, N>> : std::true_type {
+  using element = E;
+};
+
+template <class M, const char* Tag>
+struct eigen_raw_traits : std::true_type {
+  using element = typename M::Scalar;
+  static constexpr bool is_eigen = true;
+  static constexpr const char* tag = Tag;
+};
+
+inline constexpr char kEigenMatrixTag[] = "eigen";
+inline constexpr char kEigenArrayTag[] = "eigenarr";
+
+template <raw_element S, int R, int C, int O, int MR, int MC>
+struct raw_traits<Eigen::Matrix<S, R, C, O, MR, MC>>
+    : eigen_raw_traits<Eigen::Matrix<S, R, C, O, MR, MC>, kEigenMatrixTag> {};
+
+template <raw_element S, int R, int C, int O, int MR, int MC>
+struct raw_traits<Eigen::Array<S, R, C, O, MR, MC>>
+    : eigen_raw_traits<Eigen::Array<S, R, C, O, MR, MC>, kEigenArrayTag> {};
+
+template <class T>
+concept eigen_raw = requires {
+  raw_traits<T>::is_eigen;
+};
+
+/// Writes [a][b] and n elements with one resize and one memcpy of the elements.
+template <class E>
+void put_raw(std::vector<std::byte>& out, std::uint64_t a, std::uint64_t b, const E* data,
+             std::size_t n) {
+  std::byte* p = grow(out, kRawHeader + n * sizeof(E));
+  std::memcpy(p, &a, 8);
+  std::memcpy(p + 8, &b, 8);
+  if (n != 0) std::memcpy(p + kRawHeader, data, n * sizeof(E));
+}
+
+struct RawShape {
+  std::size_t a, b, elements;
+};
+
+/// Validates a raw-array payload of type T (header, fixed dimensions, exact size) and returns its
+/// shape.
+template <class T>
+RawShape check_raw(std::span<const std::byte> in) {
+  using E = typename raw_traits<T>::element;
+  PayloadReader r(in, &codec<T>::name);
+  const std::uint64_t a = r.u64(), b = r.u64();
+  std::uint64_t n;
+  if constexpr (eigen_raw<T>) {
+    constexpr auto kMaxIndex = static_cast<std::uint64_t>(std::numeric_limits<Eigen::Index>::max());
+    if (a > kMaxIndex || b > kMaxIndex)
+      r.fail("dimensions " + std::to_string(a) + "x" + std::to_string(b) + " are out of range");
+    const auto check_dim = [&](const char* what, std::uint64_t got, int fixed, int max) {
+      if (fixed != Eigen::Dynamic && got != static_cast<std::uint64_t>(fixed))
+        r.fail(std::string(what) + " is " + std::to_string(got) + ", the type has " +
+               std::to_string(fixed));
+      if (max != Eigen::Dynamic && got > static_cast<std::uint64_t>(max))
+        r.fail(std::string(what) + " is " + std::to_string(got) + ", the type allows at most " +
+               std::to_string(max));
+    };
+    check_dim("rows", a, T::RowsAtCompileTime, T::MaxRowsAtCompileTime);
+    check_dim("cols", b, T::ColsAtCompileTime, T::MaxColsAtCompileTime);
+    if (b != 0 && a > std::numeric_limits<std::uint64_t>::max() / b)
+      r.fail("dimensions " + std::to_string(a) + "x" + std::to_string(b) + " overflow");
+    n = a * b;
+  } else {
+    if (b != 0) r.fail("reserved header word is " + std::to_string(b) + ", expected 0");
+    if constexpr (requires { std::tuple_size<T>::value; }) {
+      if (a != std::tuple_size_v<T>)
+        r.fail("element count is " + std::to_string(a) + ", the type has " +
+               std::to_string(std::tuple_size_v<T>));
+    }
+    n = a;
+  }
+  if (n > r.remaining() / sizeof(E))
+    r.fail("truncated: header says " + std::to_string(n) + " elements of " +
+           std::to_string(sizeof(E)) + " bytes, only " + std::to_string(r.remaining()) +
+           " bytes follow");
+  r.take(n * sizeof(E));
+  r.finish();
+  return {static_cast<std::size_t>(a), static_cast<std::size_t>(b), static_cast<std::size_t>(n)};
+}
+
+template <class E>
+void copy_raw(E* dst, std::span<const std::byte> in, std::size_t n) {
+  if (n != 0) std::memcpy(dst, in.data() + kRawHeader, n * sizeof(E));
+}
+
+/// Eigen::Matrix / Eigen::Array of arithmetic scalars: "eigen<S,R,C,rowmajor|colmajor>"
+/// ("eigenarr<…>" for arrays), R and C -1 when Dynamic.
+template <class M>
+struct eigen_codec {
+  using S = typename M::Scalar;
+  static constexpr std::size_t fixed_size =
+      M::SizeAtCompileTime == Eigen::Dynamic
+          ? 0
+          : kRawHeader + static_cast<std::size_t>(M::SizeAtCompileTime) * sizeof(S);
+  static std::string name() {
+    return std::string(raw_traits<M>::tag) + "<" + codec<S>::name() + "," +
+           std::to_string(static_cast<int>(M::RowsAtCompileTime)) + "," +
+           std::to_string(static_cast<int>(M::ColsAtCompileTime)) + "," +
+           (M::IsRowMajor ? "rowmajor" : "colmajor") + ">";
+  }
+  static void encode(const M& m, std::vector<std::byte>& out) {
+    put_raw(out, static_cast<std::uint64_t>(m.rows()), static_cast<std::uint64_t>(m.cols()),
+            m.data(), static_cast<std::size_t>(m.size()));
+  }
+  static M decode(std::span<const std::byte> in) {
+    const RawShape s = check_raw<M>(in);
+    M m;  // not M(rows, cols): for fixed-size vectors that would mean two coefficients
+    m.resize(static_cast<Eigen::Index>(s.a), static_cast<Eigen::Index>(s.b));
+    copy_raw(m.data(), in, s.elements);
+    return m;
+  }
+  static std::size_t size(const M& m) {
+    return kRawHeader + static_cast<std::size_t>(m.size()) * sizeof(S);
+  }
+};
+
+}  // namespace detail::codec_impl
+
+/// "vec<NAME>" of raw elements: [u64 count][u64 0][count * sizeof(E) bytes].
+template <detail::codec_impl::raw_element E, class A>
+struct codec<std::vector<E, A>> {
+  using V = std::vector<E, A>;
+  static std::string name() { return "vec<" + codec<E>::name() + ">"; }
+  static void encode(const V& v, std::vector<std::byte>& out) {
+    detail::codec_impl::put_raw(out, v.size(), 0, v.data(), v.size());
+  }
+  static V decode(std::span<const std::byte> in) {
+    const auto s = detail::codec_impl::check_raw<V>(in);
+    V v(s.elements);
+    detail::codec_impl::copy_raw(v.data(), in, s.elements);
+    return v;
+  }
+  static std::size_t size(const V& v) { return detail::kRawHeader + v.size() * sizeof(E); }
+};
+
+/// "arr<NAME,N>" of raw elements: [u64 N][u64 0][N * sizeof(E) bytes].
+template <detail::codec_impl::raw_element E, std::size_t N>
+struct codec<std::array<E, N>> {
+  using V = std::array<E, N>;
+  static constexpr std::size_t fixed_size = detail::kRawHeader + N * sizeof(E);
+  static std::string name() { return "arr<" + codec<E>::name() + "," + std::to_string(N) + ">"; }
+  static void encode(const V& v, std::vector<std::byte>& out) {
+    detail::codec_impl::put_raw(out, N, 0, v.data(), N);
+  }
+  static V decode(std::span<const std::byte> in) {
+    detail::codec_impl::check_raw<V>(in);
+    V v;
+    detail::codec_impl::copy_raw(v.data(), in, N);
+    return v;
+  }
+  static std::size_t size(const V&) { return fixed_size; }
+};
+
+template <detail::codec_impl::raw_element S, int R, int C, int O, int MR, int MC>
+struct codec<Eigen::Matrix<S, R, C, O, MR, MC>>
+    : detail::codec_impl::eigen_codec<Eigen::Matrix<S, R, C, O, MR, MC>> {};
+
+template <detail::codec_impl::raw_element S, int R, int C, int O, int MR, int MC>
+struct codec<Eigen::Array<S, R, C, O, MR, MC>>
+    : detail::codec_impl::eigen_codec<Eigen::Array<S, R, C, O, MR, MC>> {};
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// Structural name of T, identical in every binary: type_name<std::vector<double>>() == "vec<f64>",
+/// type_name<long>() == type_name<long long>() == "i64". cv and references are ignored.
+template <class T>
+std::string type_name() {
+  static const std::string name = codec<std::remove_cvref_t<T>>::name();
+  return name;
+}
+
+/// FNV-1a 64 of type_name<T>(), computed once per process.
+template <class T>
+std::uint64_t type_hash() {
+  static const std::uint64_t hash = detail::codec_impl::fnv1a64(type_name<T>());
+  return hash;
+}
+
+/// Appends the payload of value to out (existing bytes are kept).
+template <class T>
+void encode(const T& value, std::vector<std::byte>& out) {
+  codec<std::remove_cvref_t<T>>::encode(value, out);
+}
+
+/// Decodes exactly one payload of T. Throws decode_error when the bytes are malformed, truncated
+/// or too long; never reads outside payload.
+template <class T>
+T decode(std::span<const std::byte> payload) {
+  return codec<std::remove_cvref_t<T>>::decode(payload);
+}
+
+/// Exactly the number of bytes encode(value, out) appends.
+template <class T>
+std::size_t encoded_size(const T& value) {
+  return codec<std::remove_cvref_t<T>>::size(value);
+}
+
+/// True for the types stored raw: std::vector<E> and std::array<E, N> with E arithmetic but not
+/// bool, and Eigen::Matrix / Eigen::Array with such a scalar.
+template <class T>
+inline constexpr bool is_raw_array_v =
+    detail::codec_impl::raw_traits<std::remove_cvref_t<T>>::value;
+
+/// The element (or scalar) type of a raw array type.
+template <class T>
+requires is_raw_array_v<T>
+using raw_element_t = typename detail::codec_impl::raw_traits<std::remove_cvref_t<T>>::element;
+
+/// In-place, read-only view of a raw array payload: std::span<const E> for std::vector<E> and
+/// std::array<E, N>, Eigen::Map<const M> for an Eigen type M. The view points into payload
+/// (at payload.data() + 16) and lives as long as it does. Throws decode_error when the payload is
+/// inconsistent or its elements are misaligned for E.
+///
+///   auto xs = cadre::view<std::vector<double>>(payload);   // std::span<const double>
+///   auto m = cadre::view<Eigen::MatrixXd>(payload);        // Eigen::Map<const Eigen::MatrixXd>
+template <class T>
+auto view(std::span<const std::byte> payload) {
+  using U = std::remove_cvref_t<T>;
+  static_assert(is_raw_array_v<U>,
+                "cadre::view<T>: T must be a raw array (std::vector/std::array of a non-bool "
+                "arithmetic type, or an Eigen::Matrix/Array of one); use cadre::decode<T> for "
+                "other types");
+  using E = raw_element_t<U>;
+  const detail::codec_impl::RawShape s = detail::codec_impl::check_raw<U>(payload);
+  const std::byte* p = payload.data() + detail::kRawHeader;
+  if (reinterpret_cast<std::uintptr_t>(p) % alignof(E) != 0)
+    detail::codec_impl::fail_decode(
+        type_name<U>(),
+        "elements at address " + std::to_string(reinterpret_cast<std::uintptr_t>(p)) +
+            " are not aligned to " + std::to_string(alignof(E)) + " bytes; decode it instead");
+  // The bytes were written by memcpy of E objects (encode), which implicitly creates them.
+  const E* elements = reinterpret_cast<const E*>(p);
+  if constexpr (detail::codec_impl::eigen_raw<U>)
+    return Eigen::Map<const U>(elements, static_cast<Eigen::Index>(s.a),
+                               static_cast<Eigen::Index>(s.b));
+  else
+    return std::span<const E>(elements, s.elements);
+}
+
+}  // namespace cadre

@@ -1,0 +1,285 @@
+// cadre/detail/data_plane.hpp — scatter and gather: arrays written once, straight into engine-owned memory.
+//
+// Scatter of a contiguous array of numbers allocates each engine's block in the segment, writes the
+// value's small headers, and copies the engine's chunk there directly: each byte is copied once, and
+// no serialisation buffer exists. Gather reads each engine's value in place and copies it once into
+// the result. A SharedVector is not copied at all: each engine gets a view of its slice.
+#pragma once
+
+#include <cadre/codec.hpp>
+#include <cadre/detail/client_core.hpp>
+#include <cadre/detail/partition.hpp>
+#include <cadre/detail/requests.hpp>
+#include <cadre/detail/wire.hpp>
+#include <cadre/shared_vector.hpp>
+
+#include <Eigen/Core>
+
+#include <span>
+#include <string>
+#include <vector>
+
+namespace cadre::detail {
+
+template <class T>
+concept eigen_dense = std::is_base_of_v<Eigen::DenseBase<T>, T> && is_raw_array_v<T>;
+
+/// One engine's part of a scatter whose memory is ready to be filled.
+struct PendingPush {
+  std::uint32_t engine;
+  OutBlock block;                 // block.handle == 0: inline, in `inline_record`
+  std::vector<std::byte> inline_record;
+  std::byte* payload = nullptr;   // where the value's payload goes
+};
+
+/// Prepares a push of a typed value (type hash/name, payload_len bytes) to engine e: a record with the
+/// value inline when it is small, else a block. The caller writes the payload, then send_all().
+inline PendingPush prepare_push(Transport& t, std::uint32_t e, std::string_view name, std::uint64_t hash, std::string_view type,
+                                std::size_t payload_len) {
+  PendingPush p;
+  p.engine = e;
+  const std::size_t off = envelope_payload_offset(type.size()), total = off + payload_len;
+  const EnvelopeHeader h{hash, std::uint32_t(type.size()), std::uint32_t(off), payload_len};
+  Writer w(p.inline_record);
+  w.str(name);
+  const std::size_t name_bytes = p.inline_record.size();
+  std::byte* env;
+  if ((name_bytes + 15) / 16 * 16 + total <= kInlineBytes) {
+    w.align(16);
+    const std::size_t at = p.inline_record.size();
+    p.inline_record.resize(at + total);
+    env = p.inline_record.data() + at;
+  } else {
+    p.block = t.allocate(e, total);
+    env = p.block.bytes.data();
+  }
+  std::memcpy(env, &h, sizeof h);
+  std::memcpy(env + sizeof h, type.data(), type.size());
+  p.payload = env + off;
+  return p;
+}
+
+/// Sends prepared pushes; returns their tasks.
+inline std::vector<Task> send_all(ClientCore& core, std::vector<PendingPush>& ps) {
+  std::vector<Task> tasks;
+  tasks.reserve(ps.size());
+  for (auto& p : ps) {
+    if (p.block.handle) {
+      const auto head = std::span<const std::byte>(p.inline_record);
+      tasks.push_back(core.submit(p.engine, RecordKind::push, 0, head, &p.block));
+      p.block.handle = 0;
+    } else {
+      tasks.push_back(core.submit(p.engine, RecordKind::push, 0, p.inline_record));
+    }
+  }
+  return tasks;
+}
+
+/// Gives back the blocks of pushes never sent (an allocation failed part way).
+inline void discard_all(Transport& t, std::vector<PendingPush>& ps) noexcept {
+  for (auto& p : ps)
+    if (p.block.handle) t.discard(p.block);
+  ps.clear();
+}
+
+/// Scatter of n contiguous numbers: engine p of the view gets chunk p, as std::vector<E> (or E with flatten).
+template <class E>
+std::vector<Task> scatter_raw(const Targets& view, std::string_view name, const E* data, std::size_t n, bool flatten) {
+  check_name(name);
+  ClientCore& core = *view.core();
+  const auto& ids = view.ids();
+  std::vector<PendingPush> ps;
+  ps.reserve(ids.size());
+  try {
+    for (std::size_t p = 0; p < ids.size(); ++p) {
+      const Chunk c = partition(n, ids.size(), p);
+      if (flatten && c.count == 1) {
+        ps.push_back(prepare_push(core.transport(), std::uint32_t(ids[p]), name, type_hash<E>(), type_name<E>(), sizeof(E)));
+        std::memcpy(ps.back().payload, data + c.begin, sizeof(E));
+        continue;
+      }
+      using V = std::vector<E>;
+      ps.push_back(prepare_push(core.transport(), std::uint32_t(ids[p]), name, type_hash<V>(), type_name<V>(), kRawHeader + c.count * sizeof(E)));
+      const std::uint64_t raw[2] = {c.count, 0};
+      std::memcpy(ps.back().payload, raw, sizeof raw);
+    }
+  } catch (...) {
+    discard_all(core.transport(), ps);
+    throw;
+  }
+  for (std::size_t p = 0; p < ids.size(); ++p) {
+    const Chunk c = partition(n, ids.size(), p);
+    if (!(flatten && c.count == 1) && c.count) copy_bytes(ps[p].payload + kRawHeader, data + c.begin, c.count * sizeof(E));
+  }
+  return send_all(core, ps);
+}
+
+/// Scatter of an Eigen matrix by row blocks (vectors: by segments), each engine's block of type M.
+template <class M>
+std::vector<Task> scatter_eigen(const Targets& view, std::string_view name, const M& m) {
+  static_assert(M::RowsAtCompileTime == Eigen::Dynamic || M::IsVectorAtCompileTime,
+                "cadre: scatter splits a matrix into row blocks, so its row count must be dynamic");
+  using S = typename M::Scalar;
+  check_name(name);
+  ClientCore& core = *view.core();
+  const auto& ids = view.ids();
+  constexpr bool row_vector = M::RowsAtCompileTime == 1;
+  const std::size_t n = row_vector ? std::size_t(m.cols()) : std::size_t(m.rows());
+  const std::size_t cols = row_vector ? 1 : std::size_t(m.cols());
+  std::vector<PendingPush> ps;
+  try {
+    for (std::size_t p = 0; p < ids.size(); ++p) {
+      const Chunk c = partition(n, ids.size(), p);
+      ps.push_back(prepare_push(core.transport(), std::uint32_t(ids[p]), name, type_hash<M>(), type_name<M>(), kRawHeader + c.count * cols * sizeof(S)));
+      const std::uint64_t raw[2] = {row_vector ? 1 : c.count, row_vector ? c.count : cols};
+      std::memcpy(ps.back().payload, raw, sizeof raw);
+    }
+  } catch (...) {
+    discard_all(core.transport(), ps);
+    throw;
+  }
+  for (std::size_t p = 0; p < ids.size(); ++p) {
+    const Chunk c = partition(n, ids.size(), p);
+    S* dst = reinterpret_cast<S*>(ps[p].payload + kRawHeader);
+    if (M::IsVectorAtCompileTime || M::IsRowMajor) {
+      copy_bytes(dst, m.data() + c.begin * cols, c.count * cols * sizeof(S));
+    } else {
+      // Column-major: a row block is one strided run per column, copied straight into place.
+      const std::size_t rows = std::size_t(m.rows());
+      for (std::size_t j = 0; j < cols; ++j) std::memcpy(dst + j * c.count, m.data() + j * rows + c.begin, c.count * sizeof(S));
+    }
+  }
+  return send_all(core, ps);
+}
+
+/// Scatter of a SharedVector: each engine gets a view of its slice (one reference on the block each).
+template <class E>
+std::vector<Task> scatter_shared(const Targets& view, std::string_view name, const SharedVector<E>& v) {
+  check_name(name);
+  ClientCore& core = *view.core();
+  const auto& ids = view.ids();
+  std::vector<Task> tasks;
+  std::vector<std::byte> buf;
+  using V = std::vector<E>;
+  for (std::size_t p = 0; p < ids.size(); ++p) {
+    const Chunk c = partition(v.size(), ids.size(), p);
+    buf.clear();
+    Writer w(buf);
+    w.str(name);
+    w.put(std::uint64_t(v.block()));
+    w.put(std::uint64_t(c.begin * sizeof(E)));
+    w.put(std::uint64_t(c.count));
+    w.put(std::uint64_t(sizeof(E)));
+    put_type_head(buf, type_hash<V>(), type_name<V>());
+    v.segment()->retain(v.block(), kNsRef);  // the engine's; it releases it with the value
+    tasks.push_back(core.submit(std::uint32_t(ids[p]), RecordKind::scatter_view, 0, buf));
+  }
+  return tasks;
+}
+
+/// Scatter of any other sized range: engine p gets std::vector<E> of its chunk (E with flatten).
+template <class Range>
+std::vector<Task> scatter_generic(const Targets& view, std::string_view name, const Range& r, bool flatten) {
+  using E = std::ranges::range_value_t<Range>;
+  const auto& ids = view.ids();
+  const std::size_t n = std::size_t(std::ranges::size(r));
+  auto it = std::ranges::begin(r);
+  std::vector<Task> tasks;
+  for (std::size_t p = 0; p < ids.size(); ++p) {
+    const Chunk c = partition(n, ids.size(), p);
+    std::vector<E> chunk;
+    chunk.reserve(c.count);
+    for (std::size_t i = 0; i < c.count; ++i, ++it) chunk.push_back(*it);
+    Targets one(view.core(), {ids[p]});
+    auto t = flatten && c.count == 1 ? one.push(name, chunk.front()) : one.push(name, chunk);
+    tasks.push_back(std::move(t.front()));
+  }
+  return tasks;
+}
+
+/// Typed value of a finished task.
+inline TypedView typed_of(const TaskState& t) {
+  return t.type_head.empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head, t.bytes);
+}
+
+/// Appends what engines hold under a name to out: std::vector<E> chunks are concatenated, E scalars collected.
+template <class E>
+void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vector<E>& out) {
+  throw_errors(tasks, ErrorPolicy::first);
+  using V = std::vector<E>;
+  std::vector<TypedView> views;
+  std::size_t total = 0;
+  for (const auto& t : tasks) {
+    views.push_back(typed_of(*t));
+    const TypedView& v = views.back();
+    if (v.type_hash == type_hash<V>()) {
+      if constexpr (is_raw_array_v<V>) {
+        std::uint64_t raw[2];
+        if (v.payload.size() < sizeof raw) throw decode_error("gather: truncated array from engine " + std::to_string(t->engine));
+        std::memcpy(raw, v.payload.data(), sizeof raw);
+        if (raw[0] > (v.payload.size() - sizeof raw) / sizeof(E)) throw decode_error("gather: corrupt array from engine " + std::to_string(t->engine));
+        total += raw[0];
+      }
+    } else if (v.type_hash == type_hash<E>()) {
+      ++total;
+    } else {
+      throw type_error(std::string(v.type), type_name<V>() + " or " + type_name<E>(),
+                       "gather of '" + std::string(name) + "' from engine " + std::to_string(t->engine));
+    }
+  }
+  out.clear();
+  out.reserve(total);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    const TypedView& v = views[i];
+    if (v.type_hash == type_hash<E>()) {
+      out.push_back(decode<E>(v.payload));
+    } else if constexpr (is_raw_array_v<V>) {
+      std::uint64_t count;
+      std::memcpy(&count, v.payload.data(), sizeof count);
+      const E* p = reinterpret_cast<const E*>(v.payload.data() + kRawHeader);
+      out.insert(out.end(), p, p + count);  // into reserved capacity: one copy, no zero-fill
+    } else {
+      auto part = decode<V>(v.payload);
+      out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    }
+  }
+}
+
+/// Stacks engines' row blocks (segments, for vectors) of type M back into one M.
+template <class M>
+M gather_eigen(const std::vector<Task>& tasks, std::string_view name) {
+  using S = typename M::Scalar;
+  throw_errors(tasks, ErrorPolicy::first);
+  constexpr bool row_vector = M::RowsAtCompileTime == 1;
+  std::vector<Eigen::Map<const M>> blocks;
+  Eigen::Index total = 0, cols = -1;
+  for (const auto& t : tasks) {
+    const TypedView v = typed_of(*t);
+    if (v.type_hash != type_hash<M>())
+      throw type_error(std::string(v.type), type_name<M>(), "gather of '" + std::string(name) + "' from engine " + std::to_string(t->engine));
+    blocks.push_back(cadre::view<M>(v.payload));
+    const auto& b = blocks.back();
+    const Eigen::Index bc = row_vector ? 1 : b.cols();
+    if (cols >= 0 && bc != cols && b.size() != 0)
+      throw type_error(std::to_string(bc) + " columns", std::to_string(cols) + " columns",
+                       "gather of '" + std::string(name) + "': row blocks of different widths");
+    if (b.size() != 0 || cols < 0) cols = bc;
+    total += row_vector ? b.cols() : b.rows();
+  }
+  M out;
+  if constexpr (row_vector) out.resize(1, total);
+  else if constexpr (M::IsVectorAtCompileTime) out.resize(total, 1);
+  else out.resize(total, cols < 0 ? 0 : cols);
+  Eigen::Index at = 0;
+  for (const auto& b : blocks) {
+    const Eigen::Index n = row_vector ? b.cols() : b.rows();
+    if (n == 0) continue;
+    if constexpr (row_vector) out.middleCols(at, n) = b;
+    else out.middleRows(at, n) = b;
+    at += n;
+  }
+  (void)sizeof(S);
+  return out;
+}
+
+}  // namespace cadre::detail

@@ -1,0 +1,46 @@
+// cadre/detail/map_call.hpp — one engine task of a map: apply f to each element of its chunk(s).
+#pragma once
+
+#include <cadre/function_ref.hpp>
+
+#include <ranges>
+#include <tuple>
+#include <vector>
+
+namespace cadre::detail {
+
+/// The element type a map over these ranges produces.
+template <class F, class... Ranges>
+using map_result_t = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const std::ranges::range_value_t<Ranges>&...>>;
+
+/// Engine side: decodes one std::vector per input sequence, calls f on the zipped elements, returns
+/// std::vector<R>. `f` is the resolved function pointer, or the callable's bytes.
+template <class Fn, class R, class... V>
+void map_thunk(CallFrame& f) {
+  Reader r(f.args);
+  if (r.get<std::uint32_t>() != sizeof...(V)) throw decode_error("map record has the wrong number of sequences");
+  std::size_t i = 0;
+  std::tuple<std::vector<V>...> cols{get_arg<std::vector<V>>(r, f.args, *f.ns, i++)...};
+  const std::size_t n = std::get<0>(cols).size();
+  std::apply([&](const auto&... c) {
+    if (((c.size() != n) || ...)) throw decode_error("map sequences of different lengths");
+  }, cols);
+  auto run = [&](auto& fn) {
+    std::vector<R> out;
+    out.reserve(n);
+    for (std::size_t k = 0; k < n; ++k)
+      std::apply([&](const auto&... c) { out.push_back(std::invoke(fn, c[k]...)); }, cols);
+    encode_typed(out, *f.result);
+  };
+  if constexpr (std::is_pointer_v<Fn>) {
+    Fn fn = reinterpret_cast<Fn>(f.fn);
+    run(fn);
+  } else {
+    if (f.callable.size() != sizeof(Fn)) throw decode_error("callable object has the wrong size");
+    alignas(Fn) std::byte storage[sizeof(Fn)];
+    std::memcpy(storage, f.callable.data(), sizeof(Fn));
+    run(*std::launder(reinterpret_cast<Fn*>(storage)));
+  }
+}
+
+}  // namespace cadre::detail
