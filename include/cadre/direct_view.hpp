@@ -100,7 +100,7 @@ class DirectView : public detail::BasicView<false> {
     for (std::size_t p = 0; p < ids.size(); ++p) {
       const detail::Chunk c = detail::partition(n, ids.size(), p);
       buf.clear();
-      detail::encode_map(buf, tr.engines_run_this_program(), tr.describe(), f, chunk_of(xs, c), chunk_of(more, c)...);
+      detail::encode_map(buf, tr.engines_run_this_program(), tr, f, chunk_of(xs, c), chunk_of(more, c)...);
       tasks.push_back(t_.core()->submit(std::uint32_t(ids[p]), detail::RecordKind::apply, 0, buf));
     }
     return AsyncMapResult<R>(t_.core(), std::move(tasks));

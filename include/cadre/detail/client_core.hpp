@@ -50,7 +50,7 @@ class ClientCore {
     t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
     t->engine = e;
     t->submitted_ns = now_ns();
-    const EngineHealth h = t_->health(e);
+    const EngineHealth h = t_->health(e, false);
     t->generation = h.generation;
     {
       std::lock_guard lock(tasks_mu_);

@@ -206,16 +206,32 @@ class Engine {
       return;
     }
     if (mode != 0) throw decode_error("unknown call mode " + std::to_string(mode));
-    const CodeRef thunk_ref = get_code_ref(r);
+    Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(r, last_thunk_));
     const bool has_fn = r.get<std::uint8_t>() != 0;
-    void* fn = nullptr;
-    if (has_fn) fn = resolve(get_code_ref(r));
+    void* fn = has_fn ? resolve_cached(r, last_fn_) : nullptr;
     const auto callable_len = r.get<std::uint32_t>();
     const auto callable = r.take(callable_len);
     r.align(16);
-    auto thunk = reinterpret_cast<Thunk>(resolve(thunk_ref));
     CallFrame frame{fn, callable, data.subspan(r.pos()), &ns_, &result_};
     thunk(frame);
+  }
+
+  /// A code reference read from r, resolved; repeated calls of the same function skip the lookup.
+  struct ResolvedRef {
+    std::vector<std::byte> bytes;
+    void* ptr = nullptr;
+  };
+  static void* resolve_cached(Reader& r, ResolvedRef& last) {
+    Reader peek = r;
+    const std::size_t start = r.pos();
+    const CodeRef ref = get_code_ref(peek);
+    (void)ref;
+    const std::size_t len = peek.pos() - start;
+    auto raw = r.take(len);
+    if (last.ptr && raw.size() == last.bytes.size() && std::memcmp(raw.data(), last.bytes.data(), raw.size()) == 0) return last.ptr;
+    last.ptr = resolve(ref);
+    last.bytes.assign(raw.begin(), raw.end());
+    return last.ptr;
   }
 
   /// push: [name][align 16][typed value] inline, or the name inline and the typed value in a block.
@@ -327,6 +343,7 @@ class Engine {
   RingConsumer commands_[kMaxClients];
   RingProducer completions_[kMaxClients];
   std::vector<std::byte> result_;
+  ResolvedRef last_thunk_, last_fn_;
   std::vector<std::byte> head_;  // type head of a split reply (payload in a block)
   std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;

@@ -3,6 +3,7 @@
 
 #include <cadre/async_result.hpp>
 #include <cadre/detail/client_core.hpp>
+#include <cadre/detail/transport.hpp>
 #include <cadre/detail/ffi_call.hpp>
 #include <cadre/detail/module_ref.hpp>
 #include <cadre/detail/map_call.hpp>
@@ -28,24 +29,32 @@ const CodeRef& thunk_ref() {
   return r;
 }
 
+/// The CodeRef of a function pointer, located once per thread and pointer (dladdr is slow).
+inline const CodeRef& function_code_ref(const void* p) {
+  thread_local std::unordered_map<const void*, CodeRef> cache;
+  auto it = cache.find(p);
+  if (it == cache.end()) it = cache.emplace(p, locate(p, describe_function(p))).first;
+  return it->second;
+}
+
 /// Writes the callable part of an apply record: thunk `own`, then the function or the callable's bytes.
 /// When the engines run another program, `fallback` may name an exported thunk (CADRE_EXPORT) instead.
 template <Thunk own, class F>
-void put_callable(Writer& w, bool same_program, Thunk fallback, const std::string& where, const F& f) {
+void put_callable(Writer& w, bool same_program, Thunk fallback, const Transport& where, const F& f) {
   using Fn = std::decay_t<F>;
   if constexpr (std::is_pointer_v<Fn>) {
     const void* p = reinterpret_cast<const void*>(f);
     w.put(std::uint8_t(0));
     put_code_ref(w, same_program ? thunk_ref<own>() : locate(reinterpret_cast<const void*>(fallback), "exported thunk"));
     w.put(std::uint8_t(1));
-    put_code_ref(w, locate(p, describe_function(p)));
+    put_code_ref(w, function_code_ref(p));
     w.put(std::uint32_t(0));
   } else {
     static_assert(std::is_trivially_copyable_v<Fn>,
                   "cadre: a lambda sent to engines may only capture trivially copyable values (numbers, "
                   "plain structs), which are shipped by value; pass other values as arguments to apply()");
     if (!same_program)
-      throw function_error("cannot run a lambda or function object on " + where +
+      throw function_error("cannot run a lambda or function object on " + where.describe() +
                            ": its engines run another program. Use an embedded cadre::Cluster, `cadre start --engine "
                            "<this program>` or `cadre run`, or pass a C function or a CADRE_EXPORTed function instead");
     w.put(std::uint8_t(0));
@@ -57,8 +66,8 @@ void put_callable(Writer& w, bool same_program, Thunk fallback, const std::strin
   w.align(16);
 }
 
-inline std::string other_program_message(const void* p, const std::string& where) {
-  return "cannot call " + describe_function(p) + " on " + where +
+inline std::string other_program_message(const void* p, const Transport& where) {
+  return "cannot call " + describe_function(p) + " on " + where.describe() +
          ": its engines run another program, which does not contain this function. Ways out: start the "
          "cluster with `cadre start --engine <this program>` or `cadre run`, or use an embedded "
          "cadre::Cluster; or export the function from a shared library with CADRE_EXPORT; or call a C "
@@ -68,7 +77,7 @@ inline std::string other_program_message(const void* p, const std::string& where
 /// Encodes an apply record for calling f(args...) on engines; `same_program` says whether the engines
 /// run this executable.
 template <class F, class... Args>
-void encode_apply(std::vector<std::byte>& out, bool same_program, const std::string& where, F&& f, Args&&... args) {
+void encode_apply(std::vector<std::byte>& out, bool same_program, const Transport& where, F&& f, Args&&... args) {
   using CT = call_traits<F, Args...>;
   using Fn = typename CT::fn_type;
   using Params = typename CT::params;
@@ -79,7 +88,7 @@ void encode_apply(std::vector<std::byte>& out, bool same_program, const std::str
     if (!p) throw function_error("cannot call a null function pointer on engines");
     const Thunk exported = same_program ? nullptr : exported_thunk(p);
     if (!same_program && !exported) {
-      const CodeRef fn_ref = locate(p, describe_function(p));
+      const CodeRef& fn_ref = function_code_ref(p);
       if constexpr (ffi_signature<Fn>::value && !CT::takes_ns) {
         if (!fn_ref.main) {
           w.put(std::uint8_t(1));
@@ -98,7 +107,7 @@ void encode_apply(std::vector<std::byte>& out, bool same_program, const std::str
 
 /// Encodes one map task: f over the zipped chunks (each a std::vector<V>).
 template <class F, class... V>
-void encode_map(std::vector<std::byte>& out, bool same_program, const std::string& where, const F& f,
+void encode_map(std::vector<std::byte>& out, bool same_program, const Transport& where, const F& f,
                 const std::vector<V>&... chunks) {
   using Fn = std::decay_t<F>;
   using R = std::decay_t<std::invoke_result_t<Fn&, const V&...>>;
@@ -125,7 +134,7 @@ class Targets {
     thread_local std::vector<std::byte> buf;
     buf.clear();
     auto& t = core_->transport();
-    encode_apply(buf, t.engines_run_this_program(), t.describe(), std::forward<F>(f), std::forward<Args>(args)...);
+    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
     std::vector<Task> tasks;
     tasks.reserve(ids_.size());
     for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::apply, 0, buf));

@@ -162,7 +162,7 @@ class ShmTransport final : public Transport {
              timeout_ns);
   }
 
-  EngineHealth health(std::uint32_t e) override {
+  EngineHealth health(std::uint32_t e, bool probe = true) override {
     const EngineSlot& s = seg_->engine(e);
     EngineHealth h;
     h.pid = s.pid.load(std::memory_order_acquire);
@@ -173,7 +173,7 @@ class ShmTransport final : public Transport {
       h.signal = s.exit_signal.load(std::memory_order_relaxed);
       return h;
     }
-    if (h.pid > 0) {
+    if (probe && h.pid > 0) {
       if (pidfd_pids_[e] != h.pid) {
         if (pidfds_[e] >= 0) ::close(pidfds_[e]);
         pidfds_[e] = pidfd_open(h.pid);

@@ -56,8 +56,9 @@ class Transport {
   virtual std::size_t poll(const std::function<void(Completion&)>& f) = 0;
   /// Sleeps until a completion may have arrived, or at most timeout_ns.
   virtual void wait(std::uint64_t timeout_ns) = 0;
-  /// Whether engine e (the incarnation that tasks are sent to now) is alive.
-  virtual EngineHealth health(std::uint32_t e) = 0;
+  /// Whether engine e (the incarnation that tasks are sent to now) is alive. With probe = false, only
+  /// what the launcher has recorded (cheap, for the hot path); with probe = true, the OS is asked too.
+  virtual EngineHealth health(std::uint32_t e, bool probe = true) = 0;
   /// A short description for messages ("cluster 'default'").
   virtual std::string describe() const = 0;
 };
