@@ -45,6 +45,7 @@ inline std::exception_ptr task_error(const TaskState& t) {
     case Status::capacity_error: return std::make_exception_ptr(capacity_error(at(0)));
     case Status::decode_error: return std::make_exception_ptr(decode_error(at(0)));
     case Status::aborted: return std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted"));
+    case Status::timeout: return std::make_exception_ptr(timeout_error(at(0)));
     default: return std::make_exception_ptr(error("engine " + std::to_string(e) + " sent unknown status " + std::to_string(unsigned(t.status))));
   }
 }
@@ -189,6 +190,45 @@ class AsyncResult {
     while (!wait_for(interval))
       if (tty) draw(false);
     draw(tty);
+  }
+
+  /// Aborts the tasks no engine has started yet: they never run, and get() throws aborted_error.
+  /// True when every unfinished task was aborted (false if some were already running).
+  bool abort() const {
+    bool all = true;
+    for (const auto& t : state().tasks)
+      if (!t->is_done()) all &= state().core->abort(*t);
+    return all;
+  }
+
+  /// When and where task i ran.
+  struct TaskMetadata {
+    int engine_id;  ///< -1 while not known (a load-balanced task not finished yet)
+    std::chrono::steady_clock::time_point submitted, started, completed;
+  };
+  TaskMetadata metadata(std::size_t i = 0) const {
+    const auto& t = *state().tasks.at(i);
+    auto tp = [](std::uint64_t ns) { return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns)); };
+    const bool done = t.is_done();
+    return {done && t.engine != detail::kAnyEngine ? int(t.engine) : -1, tp(t.submitted_ns), tp(done ? t.started_ns : 0),
+            tp(done ? t.finished_ns : 0)};
+  }
+
+  /// A result computed on the client from this one's value when it is ready: `ar.then([](int x) { return x + 1; })`.
+  /// f runs when the new result is first waited on (get/wait), on the waiting thread.
+  template <class F>
+  auto then(F f) const {
+    using U = std::conditional_t<std::is_void_v<T>, std::invoke_result<F>, std::invoke_result<F, T>>;
+    using R = std::decay_t<typename U::type>;
+    AsyncResult<T> base = *this;
+    return AsyncResult<R>(state().core, state().tasks, [base, f](const std::vector<detail::Task>&) -> R {
+      if constexpr (std::is_void_v<T>) {
+        base.get();
+        return f();
+      } else {
+        return f(base.get());
+      }
+    });
   }
 
   /// The tasks behind this result (for combinators such as LoadBalancedView::after).

@@ -18,6 +18,7 @@
 #include <cadre/engine_view.hpp>
 #include <cadre/errors.hpp>
 #include <cadre/function_ref.hpp>
+#include <cadre/load_balanced_view.hpp>
 #include <cadre/namespace.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>

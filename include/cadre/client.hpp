@@ -5,6 +5,7 @@
 #include <cadre/detail/shm_transport.hpp>
 #include <cadre/direct_view.hpp>
 #include <cadre/engine_view.hpp>
+#include <cadre/load_balanced_view.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>
 
@@ -56,6 +57,29 @@ class Client {
 
   /// A DirectView of every engine (the same as rc[cadre::all]).
   DirectView direct_view() const { return (*this)[all]; }
+
+  /// A view that runs each task on whichever engine is free: all engines, or only these.
+  LoadBalancedView load_balanced_view() const { return LoadBalancedView(core_, ids()); }
+  LoadBalancedView load_balanced_view(const std::vector<int>& targets) const {
+    return LoadBalancedView(core_, detail::resolve_list(targets, int(size())));
+  }
+  LoadBalancedView load_balanced_view(std::initializer_list<int> targets) const { return load_balanced_view(std::vector<int>(targets)); }
+
+  /// Per engine: tasks queued in its own queue, whether it is running one, and tasks done so far.
+  struct EngineQueue {
+    int engine;
+    std::uint64_t queued;
+    bool running;
+    std::uint64_t done;
+  };
+  std::vector<EngineQueue> queue_status() const {
+    std::vector<EngineQueue> out;
+    for (std::uint32_t e = 0; e < size(); ++e) {
+      const auto l = core_->transport().load(e);
+      out.push_back({int(e), l.queued, l.running, l.done});
+    }
+    return out;
+  }
 
   /// A zero-filled array of n numbers in the cluster's segment, to fill in place and scatter without
   /// copying. Throws capacity_error when the segment has no room.

@@ -350,6 +350,7 @@ class Cluster {
     slot.exit_signal.store(sig);
     slot.exit_code.store(si.si_code == CLD_EXITED ? si.si_status : -1);
     if (slot.counted_runnable.exchange(0)) seg_.header().runnable.fetch_sub(1);
+    slot.dead_claim.store(slot.lb_claim.exchange(0), std::memory_order_release);
     const bool stopping = stopped_.load();
     slot.state.store(std::uint32_t(stopping && sig == 0 ? detail::EngineState::stopped : detail::EngineState::dead), std::memory_order_release);
     seg_.reclaim(detail::engine_tag(std::uint32_t(i)));

@@ -2,6 +2,9 @@
 //
 // Thread-safe: any thread may submit and wait. Sending to one engine serialises on a per-engine mutex
 // (each ring has one producer); draining completions serialises on poll_mu_ (one consumer).
+// Load-balanced tasks go to shared queues that free engines take from; the client only watches them:
+// it re-sends (retries) or fails the task a dead engine held, times out tasks not started in time,
+// and releases tasks whose dependencies have finished.
 #pragma once
 
 #include <cadre/detail/sys.hpp>
@@ -18,10 +21,12 @@
 
 namespace cadre::detail {
 
-/// One task on one engine, shared by the futures that refer to it.
+inline constexpr std::uint32_t kAnyEngine = ~0u;
+
+/// One task, shared by the futures that refer to it.
 struct TaskState {
   std::uint64_t id = 0;
-  std::uint32_t engine = 0;
+  std::uint32_t engine = 0;             // kAnyEngine for a load-balanced task until an engine finishes it
   std::uint32_t generation = 0;
   std::uint64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;
   Status status = Status::ok;
@@ -29,8 +34,19 @@ struct TaskState {
   std::vector<std::byte> type_head;     // set when the payload is a split typed value (wire.hpp)
   std::span<const std::byte> bytes;     // the payload: inline_bytes or a held block
   std::shared_ptr<void> hold;
-  std::exception_ptr failure;           // set when the task never completed (engine died)
+  std::exception_ptr failure;           // set when the task never completed (engine died, aborted, ...)
   std::atomic<bool> done{false};        // release-store after all fields are written; pairs with is_done()
+
+  // Load-balanced tasks only:
+  bool balanced = false;
+  bool queued = false;                  // false while waiting for dependencies
+  std::uint32_t queue = 0;
+  std::uint64_t pos = 0;                // position in its queue
+  std::uint64_t deadline_ns = 0;        // must start by then (0: no limit)
+  int retries_left = 0;
+  RecordKind kind = RecordKind::apply;
+  std::vector<std::byte> record;        // kept for retries and for deferred sending
+  std::vector<std::shared_ptr<TaskState>> after;  // must all succeed before this one is sent
 
   bool is_done() const noexcept { return done.load(std::memory_order_acquire); }
 };
@@ -38,7 +54,10 @@ using Task = std::shared_ptr<TaskState>;
 
 class ClientCore {
  public:
-  explicit ClientCore(std::unique_ptr<Transport> t) : t_(std::move(t)), send_mu_(t_->engine_count()) {}
+  explicit ClientCore(std::unique_ptr<Transport> t)
+      : t_(std::move(t)), send_mu_(t_->engine_count()), seen_gen_(t_->engine_count(), 0), death_done_(t_->engine_count(), 0) {
+    for (std::uint32_t e = 0; e < t_->engine_count(); ++e) seen_gen_[e] = t_->health(e, false).generation;
+  }
 
   Transport& transport() noexcept { return *t_; }
   std::uint32_t engine_count() const noexcept { return t_->engine_count(); }
@@ -46,16 +65,10 @@ class ClientCore {
   /// Sends one record to engine e and returns its task. `body` (from transport().allocate(e)) is
   /// owned by the engine afterwards.
   Task submit(std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
-    auto t = std::make_shared<TaskState>();
-    t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    t->engine = e;
-    t->submitted_ns = now_ns();
+    Task t = make_task(e);
     const EngineHealth h = t_->health(e, false);
     t->generation = h.generation;
-    {
-      std::lock_guard lock(tasks_mu_);
-      pending_.emplace(t->id, t);
-    }
+    track(t);
     if (!h.alive) {
       if (body) t_->discard(*body);
       fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, "it was already dead when the task was sent")));
@@ -76,6 +89,40 @@ class ClientCore {
     return t;
   }
 
+  /// Queues a load-balanced task on queue q: the first free engine allowed there runs it. It is sent
+  /// only once every task in `after` has succeeded (it fails with dependency_error otherwise).
+  Task submit_balanced(std::uint32_t q, RecordKind kind, std::span<const std::byte> record, int retries,
+                       std::uint64_t timeout_ns, std::vector<Task> after = {}) {
+    Task t = make_task(kAnyEngine);
+    t->balanced = true;
+    t->queue = q;
+    t->kind = kind;
+    t->retries_left = retries;
+    t->deadline_ns = timeout_ns ? t->submitted_ns + timeout_ns : 0;
+    t->after = std::move(after);
+    if (retries > 0 || !t->after.empty()) t->record.assign(record.begin(), record.end());
+    track(t);
+    if (t->after.empty()) send_balanced(*t, record);
+    else {
+      std::lock_guard lock(tasks_mu_);
+      deferred_.push_back(t);
+    }
+    return t;
+  }
+
+  /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
+  /// False when it is running or finished.
+  bool abort(TaskState& t) {
+    if (t.is_done()) return false;
+    if (t.balanced) {
+      if (t.queued ? t_->cancel_balanced(t.queue, t.pos) : remove_deferred(t)) {
+        fail(t, std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted before it started")));
+        return true;
+      }
+    }
+    return false;
+  }
+
   /// Waits until t is done, or until deadline_ns (monotonic; 0 = forever). False on timeout.
   bool wait(const TaskState& t, std::uint64_t deadline_ns = 0) {
     while (!t.is_done()) {
@@ -87,21 +134,26 @@ class ClientCore {
     return true;
   }
 
-  /// Drains what has arrived; if nothing did, sleeps at most slice_ns for more. Checks engine health
-  /// now and then, failing the tasks of engines that died.
+  /// Drains what has arrived; if nothing did, sleeps at most slice_ns for more. Now and then checks
+  /// engine health (failing or retrying the tasks of engines that died) and load-balanced deadlines,
+  /// and sends deferred tasks whose dependencies are done.
   void progress(std::uint64_t slice_ns, const TaskState* until = nullptr) {
-    std::unique_lock lock(poll_mu_, std::try_to_lock);
-    if (!lock) {
-      // Another thread is draining; it will complete our task too.
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-      return;
+    {
+      std::unique_lock lock(poll_mu_, std::try_to_lock);
+      if (!lock) {
+        // Another thread is draining; it completes our task too.
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+        return;
+      }
+      if (!drain() && !(until && until->is_done())) {
+        if (now_ns() >= next_health_ns_) check_health();
+        if (!(until && until->is_done())) {
+          t_->wait(slice_ns);
+          drain();
+        }
+      }
     }
-    if (drain()) return;
-    if (until && until->is_done()) return;
-    if (now_ns() >= next_health_ns_) check_health();
-    if (until && until->is_done()) return;
-    t_->wait(slice_ns);
-    drain();
+    send_deferred();
   }
 
   /// Number of tasks not yet completed.
@@ -126,20 +178,89 @@ class ClientCore {
  private:
   static constexpr std::uint64_t kHealthPeriodNs = 10'000'000;  // 10 ms: a dead engine fails its futures fast
 
+  Task make_task(std::uint32_t e) {
+    auto t = std::make_shared<TaskState>();
+    t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    t->engine = e;
+    t->submitted_ns = now_ns();
+    return t;
+  }
+
+  void track(const Task& t) {
+    std::lock_guard lock(tasks_mu_);
+    pending_.emplace(t->id, t);
+  }
+
+  void send_balanced(TaskState& t, std::span<const std::byte> record) {
+    std::unique_lock lock(lb_mu_[t.queue]);
+    std::uint64_t pos = 0;
+    while (!t_->try_send_balanced(t.queue, t.id, t.kind, 0, record, t.deadline_ns, pos)) {
+      lock.unlock();
+      progress(200'000);  // the queue is full: wait for engines to take tasks
+      lock.lock();
+    }
+    t.pos = pos;
+    t.queued = true;
+  }
+
+  bool remove_deferred(TaskState& t) {
+    std::lock_guard lock(tasks_mu_);
+    for (auto it = deferred_.begin(); it != deferred_.end(); ++it)
+      if (it->get() == &t) {
+        deferred_.erase(it);
+        return true;
+      }
+    return false;
+  }
+
+  /// Sends deferred tasks whose dependencies all succeeded; fails those with a failed dependency.
+  void send_deferred() {
+    std::vector<Task> ready, broken;
+    {
+      std::lock_guard lock(tasks_mu_);
+      if (deferred_.empty()) return;
+      for (auto it = deferred_.begin(); it != deferred_.end();) {
+        bool all_done = true, failed = false;
+        for (const auto& d : (*it)->after) {
+          all_done &= d->is_done();
+          failed |= d->is_done() && (d->failure || d->status != Status::ok);
+        }
+        if (failed) broken.push_back(*it);
+        else if (all_done) ready.push_back(*it);
+        else {
+          ++it;
+          continue;
+        }
+        it = deferred_.erase(it);
+      }
+    }
+    for (auto& t : broken) {
+      std::string which;
+      for (const auto& d : t->after)
+        if (d->is_done() && (d->failure || d->status != Status::ok)) which += (which.empty() ? "" : ", ") + std::to_string(d->id);
+      fail(*t, std::make_exception_ptr(dependency_error("task " + std::to_string(t->id) + " did not run: the task(s) it depends on (" + which + ") failed")));
+    }
+    for (auto& t : ready) {
+      t->after.clear();
+      send_balanced(*t, t->record);
+    }
+  }
+
   std::size_t drain() {
     return t_->poll([this](Completion& c) {
       Task t;
       {
         std::lock_guard lock(tasks_mu_);
         auto it = pending_.find(c.task_id);
-        if (it == pending_.end() || it->second->engine != c.engine) return;  // failed already, or not ours
+        if (it == pending_.end() || (!it->second->balanced && it->second->engine != c.engine)) return;  // failed already, or not ours
         t = std::move(it->second);
         pending_.erase(it);
       }
+      t->engine = c.engine;
       t->status = c.status;
-      t->type_head.assign(c.head.begin(), c.head.end());
       t->started_ns = c.started_ns;
       t->finished_ns = c.finished_ns;
+      t->type_head.assign(c.head.begin(), c.head.end());
       if (c.hold) {
         t->hold = std::move(c.hold);
         t->bytes = c.bytes;
@@ -171,41 +292,106 @@ class ClientCore {
     if (tasks.empty()) return;
     const std::uint32_t n = t_->engine_count();
     std::vector<EngineHealth> health(n);
-    std::vector<std::uint8_t> checked(n, 0), dead(n, 0);
-    bool any = false;
+    std::vector<std::uint8_t> dead(n, 0), gone(n, 0);  // gone: dead, or replaced by a new incarnation
+    bool any_gone = false, any_balanced = false;
+    for (std::uint32_t e = 0; e < n; ++e) {
+      health[e] = t_->health(e);
+      if (!health[e].alive) {
+        // The launcher records the killing signal when it reaps; give it a moment to do so.
+        const auto [it, fresh] = grace_.emplace(e, now_ns());
+        dead[e] = health[e].signal != 0 || now_ns() - it->second > 100'000'000;
+      } else {
+        grace_.erase(e);
+      }
+      gone[e] = dead[e] || health[e].generation != seen_gen_[e];
+      any_gone |= gone[e];
+    }
+    for (auto& t : tasks) any_balanced |= t->balanced && t->queued;
+    if (any_balanced) check_deadlines(tasks);
+    if (!any_gone) return;
+
+    // Which load-balanced slots did the departed engines hold, and which do live ones hold? Read the
+    // claims before draining: a live engine publishes its completion before it moves its claim on.
+    struct Claim {
+      std::uint32_t engine, queue;
+      std::uint64_t pos;
+    };
+    std::vector<Claim> lost, live;
+    for (std::uint32_t e = 0; e < n; ++e) {
+      std::uint32_t q;
+      std::uint64_t p;
+      if (gone[e] && !death_done_[e] && t_->balanced_claim(e, q, p, true)) lost.push_back({e, q, p});
+      else if (!gone[e] && t_->balanced_claim(e, q, p)) live.push_back({e, q, p});
+    }
+    std::vector<std::uint64_t> taken(kLbQueues);
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) taken[q] = t_->balanced_taken(q);
+    drain();  // completions posted just before a death still count
+
     for (auto& t : tasks) {
-      const std::uint32_t e = t->engine;
-      if (!checked[e]) {
-        checked[e] = 1;
-        health[e] = t_->health(e);
-        if (!health[e].alive) {
-          // The launcher records the killing signal when it reaps; give it a moment to do so.
-          const auto [it, fresh] = grace_.emplace(e, now_ns());
-          dead[e] = health[e].signal != 0 || now_ns() - it->second > 100'000'000;
+      if (t->is_done()) continue;
+      if (!t->balanced) {
+        const std::uint32_t e = t->engine;
+        const auto& h = health[e];
+        if (dead[e] || h.generation != t->generation)
+          fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, dead[e] ? "" : "it was restarted")));
+        continue;
+      }
+      if (!t->queued) continue;
+      for (const auto& c : lost) {
+        if (c.queue != t->queue || c.pos != t->pos || c.pos >= taken[c.queue]) continue;
+        bool someone_else = false;
+        for (const auto& l : live) someone_else |= l.queue == c.queue && l.pos == c.pos;
+        if (someone_else) continue;
+        if (t->retries_left > 0) {
+          --t->retries_left;
+          send_balanced(*t, t->record);  // run it again elsewhere
+        } else {
+          fail(*t, std::make_exception_ptr(engine_error(int(c.engine), health[c.engine].pid, health[c.engine].signal,
+                                                        "it was running this load-balanced task")));
         }
       }
-      if (dead[e] || health[e].generation != t->generation) any = true;
-    }
-    if (!any) return;
-    drain();  // completions posted just before the death still count
-    for (auto& t : tasks) {
-      const std::uint32_t e = t->engine;
-      const auto& h = health[e];
-      if (t->is_done() || !(dead[e] || h.generation != t->generation)) continue;
-      fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, dead[e] ? "" : "it was restarted")));
     }
     for (std::uint32_t e = 0; e < n; ++e)
-      if (dead[e]) grace_.erase(e);
+      if (gone[e]) {
+        death_done_[e] = dead[e];
+        seen_gen_[e] = health[e].generation;
+      }
+    fail_orphaned(tasks, dead);
+  }
+
+  /// Load-balanced tasks still queued past their deadline never start: abort them with timeout_error.
+  void check_deadlines(const std::vector<Task>& tasks) {
+    const std::uint64_t now = now_ns();
+    for (auto& t : tasks)
+      if (t->balanced && t->queued && t->deadline_ns && now > t->deadline_ns && !t->is_done() && t_->cancel_balanced(t->queue, t->pos))
+        fail(*t, std::make_exception_ptr(timeout_error("task " + std::to_string(t->id) + " did not start within its timeout (LoadBalancedView::timeout)")));
+  }
+
+  /// Queued load-balanced tasks whose every allowed engine is dead (and not restarted) can never run.
+  void fail_orphaned(const std::vector<Task>& tasks, const std::vector<std::uint8_t>& dead) {
+    for (auto& t : tasks) {
+      if (!t->balanced || !t->queued || t->is_done()) continue;
+      const std::uint64_t mask = t_->balanced_mask(t->queue);
+      bool any_alive = false;
+      for (std::uint32_t e = 0; e < dead.size(); ++e)
+        if ((e >= 64 || mask == ~0ull || ((mask >> e) & 1)) && !dead[e]) any_alive = true;
+      if (!any_alive && t_->cancel_balanced(t->queue, t->pos))
+        fail(*t, std::make_exception_ptr(engine_error(-1, 0, 0, "every engine this load-balanced task may run on is dead")));
+    }
   }
 
   std::unique_ptr<Transport> t_;
   std::vector<std::mutex> send_mu_;
+  std::mutex lb_mu_[kLbQueues];
   std::mutex poll_mu_;
   std::mutex tasks_mu_;
   std::unordered_map<std::uint64_t, Task> pending_;
+  std::vector<Task> deferred_;
   std::atomic<std::uint64_t> next_id_{1};
   std::uint64_t next_health_ns_ = 0;
   std::unordered_map<std::uint32_t, std::uint64_t> grace_;
+  std::vector<std::uint32_t> seen_gen_;
+  std::vector<std::uint8_t> death_done_;
 };
 
 }  // namespace cadre::detail

@@ -31,10 +31,11 @@ struct RecordHead {
   std::uint32_t len, aux;
   std::uint64_t block;
   std::uint64_t engine_gen, client_gen;
+  std::uint64_t deadline_ns;  // load-balanced tasks: not started by then = timeout (0: none)
 };
 
 inline RecordHead copy_head(const RingSlot& s) noexcept {
-  return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.reserved[0], s.reserved[1]};
+  return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.reserved[0], s.reserved[1], s.started_ns};
 }
 
 class Engine {
@@ -69,14 +70,15 @@ class Engine {
           if (!slot) break;
           const RecordHead head = copy_head(*slot);
           if (head.kind == RecordKind::shutdown) return stop();
-          handle(c, head, *slot);
+          handle(c, head, *slot, false);
           commands_[c].release();
           worked = true;
         }
       }
       if (worked) continue;
+      if (claim_balanced()) continue;
       if (stopping()) return stop();
-      const bool ready = wait_for(bell, token_, [&] { return any_command() || stopping(); }, 1'000'000'000u);
+      const bool ready = wait_for(bell, token_, [&] { return any_command() || balanced_ready() || stopping(); }, 1'000'000'000u);
       me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
       if (!ready && ::getppid() != launcher_) return stop();  // the launcher died: nobody would reap or stop us
     }
@@ -90,6 +92,68 @@ class Engine {
   bool any_command() noexcept {
     for (std::uint32_t c = 0; c < kMaxClients; ++c)
       if (commands_[c].has_data()) return true;
+    return false;
+  }
+
+  /// Queues of client c whose tasks this engine may run: bit id_ of the queue's engine mask.
+  bool eligible(const LbQueue& q) const noexcept {
+    const std::uint64_t m = q.mask.load(std::memory_order_acquire);
+    return m != 0 && (id_ >= 64 ? m == ~0ull : ((m >> id_) & 1) != 0);
+  }
+
+  bool balanced_ready() noexcept {
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+      if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0) continue;
+      for (std::uint32_t q = 0; q < kLbQueues; ++q) {
+        const LbQueue& Q = *seg_.lb_queue(c, q);
+        if (!eligible(Q)) continue;
+        const std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
+        if (Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire) == pos + 1) return true;
+      }
+    }
+    return false;
+  }
+
+  /// Claims and runs one load-balanced task, if any queue this engine may serve has one.
+  bool claim_balanced() noexcept {
+    for (std::uint32_t k = 0; k < kMaxClients * kLbQueues; ++k) {
+      const std::uint32_t i = (next_queue_ + k) % (kMaxClients * kLbQueues), c = i / kLbQueues, q = i % kLbQueues;
+      if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0) continue;
+      LbQueue& Q = *seg_.lb_queue(c, q);
+      if (!eligible(Q)) continue;
+      std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
+      bool claimed = false;
+      for (;;) {
+        const std::uint64_t seq = Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire);
+        const auto diff = std::int64_t(seq - (pos + 1));
+        if (diff < 0) break;  // empty
+        if (diff > 0) {
+          pos = Q.tail.load(std::memory_order_relaxed);
+          continue;
+        }
+        // Advertise before claiming, so a client that sees this engine die knows what it held.
+        me_.lb_claim.store(lb_claim_word(c, q, pos), std::memory_order_seq_cst);
+        if (Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) {
+          claimed = true;
+          break;
+        }
+      }
+      if (!claimed) {
+        me_.lb_claim.store(0, std::memory_order_relaxed);
+        continue;
+      }
+      LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+      std::uint32_t st = std::uint32_t(LbState::queued);
+      const RecordHead head = copy_head(s.record);
+      // The client may have aborted it meanwhile: whoever moves it out of `queued` first wins.
+      if (s.state.compare_exchange_strong(st, std::uint32_t(LbState::running), std::memory_order_acq_rel)) handle(c, head, s.record, true);
+      else if (head.block) release_quietly(head.block, kNsRef);
+      // Pairs with the producer's acquire-load of seq: the slot is free for position pos + kLbSlots.
+      s.seq.store(pos + kLbSlots, std::memory_order_release);
+      me_.lb_claim.store(0, std::memory_order_release);
+      next_queue_ = i + 1;
+      return true;
+    }
     return false;
   }
 
@@ -118,9 +182,9 @@ class Engine {
     return {seg_.block_data(h.block), h.len};
   }
 
-  void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot) noexcept {
+  void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
-    if (h.engine_gen != generation_ || h.client_gen != client_gen) {
+    if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen) {
       // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it.
       if (h.block) release_quietly(h.block, kNsRef);
       return;
@@ -135,6 +199,8 @@ class Engine {
     me_.state.store(std::uint32_t(EngineState::busy), std::memory_order_relaxed);
     bool block_consumed = false;
     try {
+      if (balanced && h.deadline_ns && started > h.deadline_ns)
+        throw timeout_error("task " + std::to_string(h.task_id) + " did not start before its deadline (LoadBalancedView::timeout)");
       const auto data = payload(h, slot);
       switch (h.kind) {
         case RecordKind::apply: run_apply(data); break;
@@ -183,6 +249,9 @@ class Engine {
       error_payload({e.what()});
     } catch (const decode_error& e) {
       status = Status::decode_error;
+      error_payload({e.what()});
+    } catch (const timeout_error& e) {
+      status = Status::timeout;
       error_payload({e.what()});
     } catch (const std::exception& e) {
       status = Status::remote_error;
@@ -344,6 +413,7 @@ class Engine {
   RingProducer completions_[kMaxClients];
   std::vector<std::byte> result_;
   ResolvedRef last_thunk_, last_fn_;
+  std::uint32_t next_queue_ = 0;
   std::vector<std::byte> head_;  // type head of a split reply (payload in a block)
   std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;

@@ -4,11 +4,14 @@
 // pointers; anything a dying process may be writing is one lock-free word, so a survivor can always
 // reclaim it. Segment map (all offsets 64-byte aligned):
 //
-//   SegmentHeader | EngineSlot[engines] | ClientSlot[kMaxClients] | rings | PageEntry[pages] | heap pages
+//   SegmentHeader | EngineSlot[engines] | ClientSlot[kMaxClients] | rings | LbQueue[kMaxClients][kLbQueues]
+//   | PageEntry[pages] | heap pages
 //
 // Rings: for each engine e and client slot c, one command ring (c → e) and one completion ring (e → c).
 // Every ring is single-producer single-consumer: threads of one client process serialise on a
-// process-local mutex, so no lock shared between processes exists anywhere.
+// process-local mutex, so no lock shared between processes exists anywhere. The load-balanced queues
+// are the exception that needs several consumers: each client has kLbQueues bounded MPMC queues
+// (Vyukov's sequence-per-slot design, one producer) from which free engines claim tasks.
 #pragma once
 
 #include <atomic>
@@ -19,13 +22,15 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
 inline constexpr std::uint32_t kRingSlots = 256;       // per ring, a power of two
 inline constexpr std::size_t kPageSize = 64 * 1024;    // heap allocation granule
 inline constexpr std::size_t kInlineBytes = 192;       // payload carried inside a ring slot
+inline constexpr std::uint32_t kLbQueues = 4;          // load-balanced queues per client (one per target set)
+inline constexpr std::uint32_t kLbSlots = 512;         // per load-balanced queue, a power of two
 
 /// Lifecycle of the segment, in SegmentHeader::state.
 enum class SegmentState : std::uint32_t { initialising = 0, ready = 1, stopping = 2 };
@@ -52,7 +57,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t segment_size;
   std::int32_t creator_pid;   // the launcher: it spawns, reaps and restarts engines
   std::uint32_t creator_uid;
-  std::uint64_t engines_off, clients_off, rings_off, pages_off, heap_off;
+  std::uint64_t engines_off, clients_off, rings_off, lbq_off, pages_off, heap_off;
   std::uint64_t heap_pages;
   std::uint32_t cpus;               // CPUs of the machine, for the spin policy
   std::uint32_t threads_per_engine;
@@ -79,6 +84,10 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::uint64_t> heartbeat_ns;
   std::atomic<std::uint64_t> tasks_done;
   std::atomic<std::uint64_t> current_task;      // task id being run, 0 when idle
+  // The load-balanced slot this engine is claiming or running (lb_claim_word), 0 when none. Written
+  // before the claim, so a client can always tell which engine held a task that died with it.
+  std::atomic<std::uint64_t> lb_claim;
+  std::atomic<std::uint64_t> dead_claim;  // lb_claim of the last incarnation, saved by the launcher when it reaped it
   // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
   std::atomic<std::uint32_t> sleepers;
@@ -107,7 +116,7 @@ enum class RecordKind : std::uint16_t {
 /// Completion status, in RingSlot::status.
 enum class Status : std::uint32_t {
   ok = 0, remote_error = 1, name_error = 2, type_error = 3, function_error = 4, capacity_error = 5,
-  decode_error = 6, aborted = 7,
+  decode_error = 6, aborted = 7, timeout = 8,
 };
 
 /// One fixed-size ring record. The payload is inline (len bytes of data) or, when block != 0, in a heap
@@ -125,6 +134,29 @@ struct alignas(kCacheLine) RingSlot {
   std::uint64_t reserved[2];
   alignas(kCacheLine) std::byte data[kInlineBytes];
 };
+
+/// States of a load-balanced slot, in LbSlot::state.
+enum class LbState : std::uint32_t { queued = 1, running = 2, cancelled = 3 };
+
+/// One entry of a load-balanced queue: Vyukov's sequence word, a state the client and the claiming
+/// engine race on by CAS (abort vs. start), and the record.
+struct alignas(kCacheLine) LbSlot {
+  std::atomic<std::uint64_t> seq;     // == pos: free for the producer; == pos + 1: ready for a consumer
+  std::atomic<std::uint32_t> state;   // LbState
+  RingSlot record;
+};
+
+struct alignas(kCacheLine) LbQueue {
+  alignas(kCacheLine) std::atomic<std::uint64_t> head;  // the producing client's next position
+  alignas(kCacheLine) std::atomic<std::uint64_t> tail;  // engines claim position tail by CAS
+  alignas(kCacheLine) std::atomic<std::uint64_t> mask;  // engines (bit e, e < 64) allowed to run its tasks; 0: unused
+  LbSlot slots[kLbSlots];
+};
+
+/// EngineSlot::lb_claim for (client c, queue q, position pos).
+inline constexpr std::uint64_t lb_claim_word(std::uint32_t c, std::uint32_t q, std::uint64_t pos) noexcept {
+  return (std::uint64_t(c + 1) << 60) | (std::uint64_t(q) << 56) | (pos & ((1ull << 56) - 1));
+}
 
 /// Producer and consumer indices of one SPSC ring, each on its own cache line.
 struct RingIndices {
@@ -168,6 +200,8 @@ CADRE_SHARED_TYPE(ClientSlot);
 CADRE_SHARED_TYPE(RingSlot);
 CADRE_SHARED_TYPE(RingStorage);
 CADRE_SHARED_TYPE(PageEntry);
+CADRE_SHARED_TYPE(LbSlot);
+CADRE_SHARED_TYPE(LbQueue);
 CADRE_SHARED_TYPE(BlockHeader);
 #undef CADRE_SHARED_TYPE
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
@@ -177,6 +211,7 @@ static_assert(offsetof(RingSlot, data) % kCacheLine == 0, "inline payloads start
 static_assert(offsetof(RingIndices, tail) - offsetof(RingIndices, head) >= kCacheLine,
               "head and tail must be a cache line apart to prevent false sharing");
 static_assert((kRingSlots & (kRingSlots - 1)) == 0, "ring capacity must be a power of two");
+static_assert((kLbSlots & (kLbSlots - 1)) == 0, "load-balanced queue capacity must be a power of two");
 static_assert(sizeof(BlockHeader) == kCacheLine, "block data starts one cache line into the block");
 
 }  // namespace cadre::detail

@@ -190,6 +190,9 @@ class Segment {
   }
   RingStorage* command_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 0); }
   RingStorage* completion_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 1); }
+  LbQueue* lb_queue(std::uint32_t c, std::uint32_t q) const noexcept {
+    return reinterpret_cast<LbQueue*>(base_ + header().lbq_off) + (std::size_t(c) * kLbQueues + q);
+  }
   std::uint32_t engines() const noexcept { return header().engine_count; }
   std::byte* base() const noexcept { return base_; }
   std::uint64_t size() const noexcept { return size_; }
@@ -287,7 +290,7 @@ class Segment {
 
  private:
   struct Map {
-    std::uint64_t engines_off, clients_off, rings_off, pages_off, heap_off, heap_pages;
+    std::uint64_t engines_off, clients_off, rings_off, lbq_off, pages_off, heap_off, heap_pages;
   };
 
   static Map layout(std::uint32_t engines, std::uint64_t size) noexcept {
@@ -295,7 +298,8 @@ class Segment {
     m.engines_off = align_up(sizeof(SegmentHeader), kCacheLine);
     m.clients_off = m.engines_off + align_up(sizeof(EngineSlot) * engines, kCacheLine);
     m.rings_off = m.clients_off + align_up(sizeof(ClientSlot) * kMaxClients, kCacheLine);
-    m.pages_off = m.rings_off + sizeof(RingStorage) * 2 * kMaxClients * engines;
+    m.lbq_off = m.rings_off + sizeof(RingStorage) * 2 * kMaxClients * engines;
+    m.pages_off = m.lbq_off + sizeof(LbQueue) * kMaxClients * kLbQueues;
     if (size <= m.pages_off) return m;
     const std::uint64_t guess = (size - m.pages_off) / (kPageSize + sizeof(PageEntry));
     m.heap_off = align_up(m.pages_off + guess * sizeof(PageEntry), kPageSize);
@@ -325,6 +329,7 @@ class Segment {
     h->engines_off = m.engines_off;
     h->clients_off = m.clients_off;
     h->rings_off = m.rings_off;
+    h->lbq_off = m.lbq_off;
     h->pages_off = m.pages_off;
     h->heap_off = m.heap_off;
     h->heap_pages = m.heap_pages;
@@ -343,6 +348,13 @@ class Segment {
       auto* r = reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i;
       r->idx.head.store(0, std::memory_order_relaxed);
       r->idx.tail.store(0, std::memory_order_relaxed);
+    }
+    for (std::uint32_t i = 0; i < kMaxClients * kLbQueues; ++i) {
+      auto* q = reinterpret_cast<LbQueue*>(base_ + m.lbq_off) + i;
+      q->head.store(0, std::memory_order_relaxed);
+      q->tail.store(0, std::memory_order_relaxed);
+      q->mask.store(0, std::memory_order_relaxed);
+      for (std::uint32_t k = 0; k < kLbSlots; ++k) q->slots[k].seq.store(k, std::memory_order_relaxed);
     }
     // The page table lies in the fallocate'd control area; tmpfs pages read as zero (all free).
     // Pairs with the acquire-load of state in open().

@@ -35,6 +35,11 @@ class ShmTransport final : public Transport {
     std::memcpy(engine_id.bytes.data(), h.engine_build_id, engine_id.len);
     same_program_ = engine_id.len > 0 && engine_id == main_build_id();
     token_ = RunnableToken(&seg_->header(), &seg_->client(slot_).counted_runnable);
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) {
+      LbQueue& Q = *seg_->lb_queue(slot_, q);
+      Q.mask.store(0, std::memory_order_release);  // target sets of a previous client do not carry over
+      lb_head_[q] = Q.head.load(std::memory_order_acquire);
+    }
   }
 
   ~ShmTransport() override {
@@ -184,6 +189,90 @@ class ShmTransport final : public Transport {
     return h;
   }
 
+  std::uint32_t balanced_queue(std::uint64_t engine_mask) override {
+    const std::uint64_t all = engine_count() >= 64 ? ~0ull : (1ull << engine_count()) - 1;
+    if ((engine_mask & all) == all) engine_mask = ~0ull;  // every engine, including any beyond 64
+    std::uint32_t unused = kLbQueues;
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) {
+      const std::uint64_t m = seg_->lb_queue(slot_, q)->mask.load(std::memory_order_acquire);
+      if (m == engine_mask) return q;
+      if (m == 0 && unused == kLbQueues) unused = q;
+    }
+    if (unused == kLbQueues)
+      throw error("a client can use load-balanced views over at most " + std::to_string(kLbQueues) +
+                  " different sets of engines; reuse views over the same engines");
+    seg_->lb_queue(slot_, unused)->mask.store(engine_mask, std::memory_order_release);
+    return unused;
+  }
+
+  bool try_send_balanced(std::uint32_t q, std::uint64_t task, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
+                         std::uint64_t deadline_ns, std::uint64_t& pos) override {
+    LbQueue& Q = *seg_->lb_queue(slot_, q);
+    pos = lb_head_[q];
+    LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+    // Pairs with the engine's release-store of seq once it is done with the slot's previous task.
+    if (s.seq.load(std::memory_order_acquire) != pos) return false;  // full
+    RingSlot& r = s.record;
+    r.task_id = task;
+    r.kind = std::uint16_t(kind);
+    r.flags = 0;
+    r.status = 0;
+    r.aux = aux;
+    r.started_ns = deadline_ns;
+    r.reserved[0] = 0;
+    r.reserved[1] = generation_;
+    if (head.size() > kInlineBytes) {
+      // Any engine may take it: the block belongs to this client until an engine releases it.
+      const std::uint64_t off = seg_->alloc_block(head.size(), client_tag(slot_), kNsRef);
+      std::memcpy(seg_->block_data(off), head.data(), head.size());
+      r.block = off;
+      r.len = std::uint32_t(head.size());
+    } else {
+      r.block = 0;
+      r.len = std::uint32_t(head.size());
+      if (!head.empty()) std::memcpy(r.data, head.data(), head.size());
+    }
+    s.state.store(std::uint32_t(LbState::queued), std::memory_order_relaxed);
+    // Pairs with the engines' acquire-load of seq in claim_balanced().
+    s.seq.store(pos + 1, std::memory_order_release);
+    Q.head.store(pos + 1, std::memory_order_relaxed);
+    lb_head_[q] = pos + 1;
+    wake_one(Q.mask.load(std::memory_order_relaxed));
+    return true;
+  }
+
+  bool cancel_balanced(std::uint32_t q, std::uint64_t pos) override {
+    LbSlot& s = seg_->lb_queue(slot_, q)->slots[pos & (kLbSlots - 1)];
+    if (s.seq.load(std::memory_order_acquire) != pos + 1) return false;  // not queued (taken and done)
+    std::uint32_t st = std::uint32_t(LbState::queued);
+    return s.state.compare_exchange_strong(st, std::uint32_t(LbState::cancelled), std::memory_order_acq_rel);
+  }
+
+  std::uint64_t balanced_taken(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->tail.load(std::memory_order_acquire); }
+  std::uint64_t balanced_mask(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->mask.load(std::memory_order_acquire); }
+
+  bool balanced_claim(std::uint32_t e, std::uint32_t& q, std::uint64_t& pos, bool dead) override {
+    std::uint64_t w = seg_->engine(e).lb_claim.load(std::memory_order_acquire);
+    if (dead && w == 0) w = seg_->engine(e).dead_claim.load(std::memory_order_acquire);
+    if (w == 0 || (w >> 60) != slot_ + 1) return false;
+    q = std::uint32_t((w >> 56) & 15);
+    pos = w & ((1ull << 56) - 1);
+    return true;
+  }
+
+  EngineLoad load(std::uint32_t e) override {
+    EngineLoad l;
+    const EngineSlot& s = seg_->engine(e);
+    l.done = s.tasks_done.load(std::memory_order_relaxed);
+    l.running = EngineState(s.state.load(std::memory_order_relaxed)) == EngineState::busy;
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+      const RingStorage* r = seg_->command_ring(e, c);
+      l.queued += r->idx.head.load(std::memory_order_relaxed) - r->idx.tail.load(std::memory_order_relaxed);
+    }
+    if (l.running && l.queued) --l.queued;  // the record being run is still in the ring
+    return l;
+  }
+
   std::string describe() const override { return "cluster '" + seg_->cluster() + "'"; }
 
   const std::shared_ptr<Segment>& segment() const noexcept { return seg_; }
@@ -213,6 +302,23 @@ class ShmTransport final : public Transport {
                            " clients attached; close one (each cadre::Client holds a slot until destroyed)");
   }
 
+  /// Wakes one sleeping engine among those in mask (round robin), for one newly queued task.
+  void wake_one(std::uint64_t mask) noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // publication before the sleepers read
+    const std::uint32_t n = engine_count();
+    for (std::uint32_t k = 0; k < n; ++k) {
+      const std::uint32_t e = (next_wake_ + k) % n;
+      if (e < 64 && mask != ~0ull && !((mask >> e) & 1)) continue;
+      EngineSlot& s = seg_->engine(e);
+      if (s.sleepers.load(std::memory_order_relaxed) != 0) {
+        s.doorbell.fetch_add(1, std::memory_order_release);
+        futex_wake(&s.doorbell, INT_MAX);
+        next_wake_ = e + 1;
+        return;
+      }
+    }
+  }
+
   void release_pin(std::uint64_t block) noexcept {
     try {
       seg_->release(block, kPin);
@@ -229,6 +335,8 @@ class ShmTransport final : public Transport {
   std::vector<int> pidfd_pids_;
   RunnableToken token_;
   std::string error_;
+  std::uint64_t lb_head_[kLbQueues] = {};
+  std::uint32_t next_wake_ = 0;
 };
 
 }  // namespace cadre::detail

@@ -59,6 +59,32 @@ class Transport {
   /// Whether engine e (the incarnation that tasks are sent to now) is alive. With probe = false, only
   /// what the launcher has recorded (cheap, for the hot path); with probe = true, the OS is asked too.
   virtual EngineHealth health(std::uint32_t e, bool probe = true) = 0;
+  // ---- load-balanced queues: engines that are free take tasks from them ---------------------
+
+  /// The queue whose tasks only the engines in engine_mask (bit e) may run; made on first use.
+  /// Throws cadre::error when this client already uses the maximum number of target sets.
+  virtual std::uint32_t balanced_queue(std::uint64_t engine_mask) = 0;
+  /// Queues a task on queue q; false when q is full. `deadline_ns` (0: none): an engine that takes
+  /// it later fails it with a timeout instead of running it. Sets pos to its position in q.
+  virtual bool try_send_balanced(std::uint32_t q, std::uint64_t task, RecordKind kind, std::uint32_t aux,
+                                 std::span<const std::byte> head, std::uint64_t deadline_ns, std::uint64_t& pos) = 0;
+  /// Aborts the queued task at (q, pos): true if no engine had started it (it never will).
+  virtual bool cancel_balanced(std::uint32_t q, std::uint64_t pos) = 0;
+  /// Positions below this have been taken by engines.
+  virtual std::uint64_t balanced_taken(std::uint32_t q) = 0;
+  /// The engines allowed on queue q.
+  virtual std::uint64_t balanced_mask(std::uint32_t q) = 0;
+  /// (queue, position) engine e is taking or running for this client; false when none. With
+  /// dead = true: what it held when it died.
+  virtual bool balanced_claim(std::uint32_t e, std::uint32_t& q, std::uint64_t& pos, bool dead = false) = 0;
+
+  /// Per engine: records queued in its own queue, whether it is running something, tasks done.
+  struct EngineLoad {
+    std::uint64_t queued = 0, done = 0;
+    bool running = false;
+  };
+  virtual EngineLoad load(std::uint32_t e) = 0;
+
   /// A short description for messages ("cluster 'default'").
   virtual std::string describe() const = 0;
 };

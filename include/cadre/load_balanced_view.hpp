@@ -1,0 +1,172 @@
+// cadre/load_balanced_view.hpp — LoadBalancedView: run tasks on whichever engine is free.
+//
+// Tasks go to a queue in the shared segment that every allowed engine takes work from when it is
+// free: no scheduler process sits in the middle, and a slow task on one engine never holds back
+// tasks that others can run.
+#pragma once
+
+#include <cadre/async_map_result.hpp>
+#include <cadre/async_result.hpp>
+#include <cadre/detail/partition.hpp>
+#include <cadre/detail/requests.hpp>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <chrono>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+namespace cadre {
+
+/// How a load-balanced map is cut into tasks.
+struct MapOptions {
+  std::size_t chunksize = 0;  ///< items per task; 0: about 16 tasks per engine
+  bool ordered = true;        ///< false: iterate results in completion order
+};
+
+/// A view that runs each task on whichever of its engines is free.
+///
+///     cadre::LoadBalancedView lview = rc.load_balanced_view();
+///     int x = lview.apply_sync(twice, 21);
+///     auto amr = lview.map_async(pow10, xs, {.chunksize = 64, .ordered = false});
+///     for (long y : amr) ...              // in completion order
+class LoadBalancedView {
+ public:
+  /// Re-run a task whose engine died, up to this many more times.
+  int retries = 0;
+  /// A task not started within this time fails with timeout_error (0: no limit).
+  std::chrono::milliseconds timeout{0};
+  /// When true, apply and map wait for their result and rethrow errors before returning.
+  bool block = false;
+
+  LoadBalancedView() = default;
+  LoadBalancedView(std::shared_ptr<detail::ClientCore> core, std::vector<int> targets)
+      : core_(std::move(core)), targets_(std::move(targets)) {
+    std::uint64_t mask = 0;
+    for (int e : targets_) mask |= e < 64 ? (1ull << e) : ~0ull;
+    queue_ = core_->transport().balanced_queue(mask);
+  }
+
+  /// Calls f(args...) on the first free engine.
+  template <class F, class... Args>
+  AsyncResult<detail::call_result_t<F, Args...>> apply_async(F&& f, Args&&... args) const {
+    using R = detail::call_result_t<F, Args...>;
+    thread_local std::vector<std::byte> buf;
+    buf.clear();
+    auto& t = core_->transport();
+    detail::encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
+    std::vector<detail::Task> tasks{submit(buf)};
+    return AsyncResult<R>(core_, std::move(tasks), detail::single<R>("result"));
+  }
+
+  template <class F, class... Args>
+  detail::call_result_t<F, Args...> apply_sync(F&& f, Args&&... args) const {
+    return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
+  }
+
+  template <class F, class... Args>
+  AsyncResult<detail::call_result_t<F, Args...>> apply(F&& f, Args&&... args) const {
+    auto r = apply_async(std::forward<F>(f), std::forward<Args>(args)...);
+    if (block) r.get();
+    return r;
+  }
+
+  /// Maps f over the sequences (zipped when several) in chunks of `chunksize` items, each chunk a task
+  /// for the first free engine. A trailing MapOptions argument sets chunksize and ordering.
+  template <class F, class... Args>
+  auto map_async(F&& f, const Args&... args) const {
+    constexpr std::size_t n = sizeof...(Args);
+    auto all = std::forward_as_tuple(args...);
+    if constexpr (std::is_same_v<std::decay_t<std::tuple_element_t<n - 1, std::tuple<Args...>>>, MapOptions>) {
+      return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return map_impl(f, std::get<n - 1>(all), std::get<I>(all)...);
+      }(std::make_index_sequence<n - 1>{});
+    } else {
+      return map_impl(f, MapOptions{}, args...);
+    }
+  }
+
+  template <class F, class... Args>
+  auto map_sync(F&& f, const Args&... args) const {
+    return map_async(std::forward<F>(f), args...).get();
+  }
+
+  template <class F, class... Args>
+  auto map(F&& f, const Args&... args) const {
+    auto r = map_async(std::forward<F>(f), args...);
+    if (block) r.get();
+    return r;
+  }
+
+  /// A copy of this view whose tasks start only after these results succeeded (a failed one makes
+  /// them fail with dependency_error, without running).
+  template <class... Results>
+  LoadBalancedView after(const Results&... results) const {
+    LoadBalancedView v = *this;
+    (v.after_.insert(v.after_.end(), results.tasks().begin(), results.tasks().end()), ...);
+    return v;
+  }
+
+  /// The engines this view may use.
+  const std::vector<int>& targets() const noexcept { return targets_; }
+
+ private:
+  detail::Task submit(std::span<const std::byte> record) const {
+    return core_->submit_balanced(queue_, detail::RecordKind::apply, record, retries,
+                                  std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()), after_);
+  }
+
+  template <class F, class Range, class... Ranges>
+  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_impl(const F& f, const MapOptions& opts, const Range& xs,
+                                                                     const Ranges&... more) const {
+    using R = detail::map_result_t<F, Range, Ranges...>;
+    const std::size_t n = std::size_t(std::ranges::size(xs));
+    if (((std::size_t(std::ranges::size(more)) != n) || ...))
+      throw std::invalid_argument("map: the sequences have different lengths (the first has " + std::to_string(n) + " elements)");
+    const std::size_t per_task = opts.chunksize ? opts.chunksize : std::max<std::size_t>(1, (n + 16 * targets_.size() - 1) / (16 * targets_.size()));
+    auto& t = core_->transport();
+    std::vector<detail::Task> tasks;
+    tasks.reserve((n + per_task - 1) / per_task);
+    std::vector<std::byte> buf;
+    auto it = std::ranges::begin(xs);
+    auto its = std::make_tuple(std::ranges::begin(more)...);
+    for (std::size_t at = 0; at < n; at += per_task) {
+      const std::size_t count = std::min(per_task, n - at);
+      buf.clear();
+      std::apply([&](auto&... rest) {
+        detail::encode_map(buf, t.engines_run_this_program(), t, f, take(it, count), take(rest, count)...);
+      }, its);
+      tasks.push_back(submit(buf));
+    }
+    return AsyncMapResult<R>(core_, std::move(tasks), opts.ordered);
+  }
+
+  template <class It>
+  static auto take(It& it, std::size_t count) {
+    std::vector<std::decay_t<decltype(*it)>> out;
+    out.reserve(count);
+    for (std::size_t i = 0; i < count; ++i, ++it) out.push_back(*it);
+    return out;
+  }
+
+  std::shared_ptr<detail::ClientCore> core_;
+  std::vector<int> targets_;
+  std::uint32_t queue_ = 0;
+  std::vector<detail::Task> after_;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const LoadBalancedView& v) {
+  return os << fmt::format("<LoadBalancedView [{}]>", fmt::join(v.targets(), ", "));
+}
+
+}  // namespace cadre
+
+template <>
+struct fmt::formatter<cadre::LoadBalancedView> : fmt::formatter<std::string_view> {
+  template <class Ctx>
+  auto format(const cadre::LoadBalancedView& v, Ctx& ctx) const {
+    return fmt::format_to(ctx.out(), "<LoadBalancedView [{}]>", fmt::join(v.targets(), ", "));
+  }
+};
