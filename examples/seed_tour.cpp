@@ -24,10 +24,11 @@ void check(bool ok, std::string_view what) {
 
 void cell(std::string_view title) { fmt::print("\n## {}\n", title); }
 
+/// x**10, wrapping modulo 2^64 like the unsigned arithmetic it is (Python's would be exact).
 long pow10(long x) {
-  long r = 1;
-  for (int i = 0; i < 10; ++i) r *= x;
-  return r;
+  unsigned long r = 1;
+  for (int i = 0; i < 10; ++i) r *= static_cast<unsigned long>(x);
+  return static_cast<long>(r);
 }
 
 }  // namespace

@@ -192,6 +192,29 @@ class AsyncResult {
     draw(tty);
   }
 
+  /// What each task printed to stdout / stderr on its engine, one string per task (in msg_ids order).
+  /// Waits for the result.
+  std::vector<std::string> stdout() const { return outputs(false); }
+  std::vector<std::string> stderr() const { return outputs(true); }
+
+  /// Prints the tasks' output to this process's stdout / stderr, each line prefixed "[stdout:N] " or
+  /// "[stderr:N] " with the engine id, as IPython.parallel does.
+  void display_outputs() const {
+    wait();
+    for (const auto& t : state().tasks)
+      for (int k = 0; k < 2; ++k) {
+        const std::string& s = k ? t->err : t->out;
+        std::size_t start = 0;
+        while (start < s.size()) {
+          std::size_t nl = s.find('\n', start);
+          if (nl == std::string::npos) nl = s.size();
+          std::fprintf(k ? ::stderr : ::stdout, "[%s:%d] %.*s\n", k ? "stderr" : "stdout", int(t->engine), int(nl - start), s.data() + start);
+          start = nl + 1;
+        }
+      }
+    std::fflush(nullptr);
+  }
+
   /// Aborts the tasks no engine has started yet: they never run, and get() throws aborted_error.
   /// True when every unfinished task was aborted (false if some were already running).
   bool abort() const {
@@ -248,6 +271,13 @@ class AsyncResult {
   const State& state() const {
     if (!s_) throw error("this AsyncResult is empty (default-constructed)");
     return *s_;
+  }
+
+  std::vector<std::string> outputs(bool err) const {
+    wait();
+    std::vector<std::string> v;
+    for (const auto& t : state().tasks) v.push_back(err ? t->err : t->out);
+    return v;
   }
 
   T value() const {

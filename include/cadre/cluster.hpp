@@ -185,6 +185,7 @@ class Cluster {
     slot.exit_signal.store(0);
     slot.exit_code.store(0);
     slot.pid.store(0);
+    slot.crash[0] = 0;
     slot.state.store(std::uint32_t(detail::EngineState::starting), std::memory_order_release);
 
     int out_fd = -1, read_end = -1;

@@ -56,7 +56,8 @@ class SharedVector {
 
   /// The segment block that holds the array, and the segment (for scatter).
   std::uint64_t block() const noexcept { return h_ ? h_->block : 0; }
-  const std::shared_ptr<detail::Segment>& segment() const noexcept { return h_->seg; }
+  /// The segment holding the array (nullptr for an empty handle).
+  const detail::Segment* segment() const noexcept { return h_ ? h_->seg.get() : nullptr; }
 
   /// Allocates n zeroed elements in seg. Throws capacity_error when the segment has no room.
   static SharedVector allocate(std::shared_ptr<detail::Segment> seg, std::size_t n) {

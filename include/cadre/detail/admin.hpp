@@ -453,7 +453,8 @@ inline StopReport stop_cluster(std::string_view cluster, std::chrono::millisecon
       if (!segment_exists(cluster)) return report;
       // The launcher died without removing the segment: clean up as for a stale cluster.
       info = inspect_cluster(cluster);
-      if (!info) return report;
+      if (!info || info->condition == ClusterCondition::running || info->condition == ClusterCondition::stopping)
+        return report;  // gone, or already a new cluster of the same name with a live launcher
       if (!info->readable()) {
         Segment::remove(cluster);
         return report;

@@ -7,6 +7,7 @@
 // and releases tasks whose dependencies have finished.
 #pragma once
 
+#include <cadre/detail/crash_report.hpp>
 #include <cadre/detail/sys.hpp>
 #include <cadre/detail/transport.hpp>
 #include <cadre/detail/wire.hpp>
@@ -35,6 +36,7 @@ struct TaskState {
   std::span<const std::byte> bytes;     // the payload: inline_bytes or a held block
   std::shared_ptr<void> hold;
   std::exception_ptr failure;           // set when the task never completed (engine died, aborted, ...)
+  std::string out, err;                 // what the task printed on its engine
   std::atomic<bool> done{false};        // release-store after all fields are written; pairs with is_done()
 
   // Load-balanced tasks only:
@@ -75,7 +77,7 @@ class ClientCore {
       return t;
     }
     std::unique_lock lock(send_mu_[e]);
-    while (!t_->try_send(e, t->id, kind, aux, head, body)) {
+    while (!try_send(*t, e, kind, aux, head, body)) {
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
       progress(200'000);
@@ -178,6 +180,17 @@ class ClientCore {
  private:
   static constexpr std::uint64_t kHealthPeriodNs = 10'000'000;  // 10 ms: a dead engine fails its futures fast
 
+  /// try_send that forgets the task when sending throws (e.g. no room to spill a large record).
+  bool try_send(TaskState& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body) {
+    try {
+      return t_->try_send(e, t.id, kind, aux, head, body);
+    } catch (...) {
+      std::lock_guard lock(tasks_mu_);
+      pending_.erase(t.id);
+      throw;
+    }
+  }
+
   Task make_task(std::uint32_t e) {
     auto t = std::make_shared<TaskState>();
     t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
@@ -194,7 +207,16 @@ class ClientCore {
   void send_balanced(TaskState& t, std::span<const std::byte> record) {
     std::unique_lock lock(lb_mu_[t.queue]);
     std::uint64_t pos = 0;
-    while (!t_->try_send_balanced(t.queue, t.id, t.kind, 0, record, t.deadline_ns, pos)) {
+    for (;;) {
+      bool sent;
+      try {
+        sent = t_->try_send_balanced(t.queue, t.id, t.kind, 0, record, t.deadline_ns, pos);
+      } catch (...) {
+        std::lock_guard tl(tasks_mu_);
+        pending_.erase(t.id);
+        throw;
+      }
+      if (sent) break;
       lock.unlock();
       progress(200'000);  // the queue is full: wait for engines to take tasks
       lock.lock();
@@ -261,6 +283,8 @@ class ClientCore {
       t->started_ns = c.started_ns;
       t->finished_ns = c.finished_ns;
       t->type_head.assign(c.head.begin(), c.head.end());
+      t->out = std::move(c.out);
+      t->err = std::move(c.err);
       if (c.hold) {
         t->hold = std::move(c.hold);
         t->bytes = c.bytes;
@@ -333,7 +357,7 @@ class ClientCore {
         const std::uint32_t e = t->engine;
         const auto& h = health[e];
         if (dead[e] || h.generation != t->generation)
-          fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, dead[e] ? "" : "it was restarted")));
+          fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, death_detail(h, dead[e]))));
         continue;
       }
       if (!t->queued) continue;
@@ -347,7 +371,7 @@ class ClientCore {
           send_balanced(*t, t->record);  // run it again elsewhere
         } else {
           fail(*t, std::make_exception_ptr(engine_error(int(c.engine), health[c.engine].pid, health[c.engine].signal,
-                                                        "it was running this load-balanced task")));
+                                                        "it was running this load-balanced task" + death_detail(health[c.engine], true, "; "))));
         }
       }
     }
@@ -357,6 +381,15 @@ class ClientCore {
         seen_gen_[e] = health[e].generation;
       }
     fail_orphaned(tasks, dead);
+  }
+
+  /// What to say about an engine's death: its stack at the crash, symbolized once per death.
+  std::string death_detail(const EngineHealth& h, bool dead, const char* lead = "") {
+    if (!dead) return "it was restarted";
+    if (h.crash.empty()) return "";
+    auto it = crash_text_.find(h.pid);
+    if (it == crash_text_.end()) it = crash_text_.emplace(h.pid, "stack at the crash:\n" + symbolize_report(h.crash)).first;
+    return lead + it->second;
   }
 
   /// Load-balanced tasks still queued past their deadline never start: abort them with timeout_error.
@@ -392,6 +425,7 @@ class ClientCore {
   std::unordered_map<std::uint32_t, std::uint64_t> grace_;
   std::vector<std::uint32_t> seen_gen_;
   std::vector<std::uint8_t> death_done_;
+  std::unordered_map<int, std::string> crash_text_;
 };
 
 }  // namespace cadre::detail

@@ -157,6 +157,10 @@ template <class E>
 std::vector<Task> scatter_shared(const Targets& view, std::string_view name, const SharedVector<E>& v) {
   check_name(name);
   ClientCore& core = *view.core();
+  if (!v.block()) return scatter_raw<E>(view, name, nullptr, 0, false);  // an empty handle: empty chunks
+  if (v.segment() != core.transport().memory_identity())
+    throw std::invalid_argument("scatter of '" + std::string(name) + "': this SharedVector belongs to another cluster ('" +
+                                v.segment()->cluster() + "'); make it with this cluster's Client::make_shared_vector");
   const auto& ids = view.ids();
   std::vector<Task> tasks;
   std::vector<std::byte> buf;
@@ -172,7 +176,15 @@ std::vector<Task> scatter_shared(const Targets& view, std::string_view name, con
     w.put(std::uint64_t(sizeof(E)));
     put_type_head(buf, type_hash<V>(), type_name<V>());
     v.segment()->retain(v.block(), kNsRef);  // the engine's; it releases it with the value
-    tasks.push_back(core.submit(std::uint32_t(ids[p]), RecordKind::scatter_view, 0, buf));
+    Task t;
+    try {
+      t = core.submit(std::uint32_t(ids[p]), RecordKind::scatter_view, 0, buf);
+    } catch (...) {
+      v.segment()->release(v.block(), kNsRef);
+      throw;
+    }
+    if (t->is_done() && t->failure) v.segment()->release(v.block(), kNsRef);  // never reached the engine
+    tasks.push_back(std::move(t));
   }
   return tasks;
 }

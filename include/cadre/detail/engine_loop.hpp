@@ -4,7 +4,9 @@
 // compiled into that program. Runs in the engine process only; never throws out of serve().
 #pragma once
 
+#include <cadre/detail/crash_report.hpp>
 #include <cadre/detail/ffi_call.hpp>
+#include <cadre/detail/output_capture.hpp>
 #include <cadre/detail/ring.hpp>
 #include <cadre/detail/segment.hpp>
 #include <cadre/detail/waiter.hpp>
@@ -57,6 +59,9 @@ class Engine {
     ctx.id = int(id_);
     ctx.ns = &ns_;
     cap_threads();
+    capture_.start();
+    me_.crash[0] = 0;
+    install_crash_handlers(me_.crash, sizeof me_.crash, capture_.original_stderr());
     me_.pid.store(::getpid(), std::memory_order_relaxed);
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
@@ -185,8 +190,17 @@ class Engine {
   void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
     if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen) {
-      // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it.
+      // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it, and the
+      // block references it carried.
       if (h.block) release_quietly(h.block, kNsRef);
+      if (h.kind == RecordKind::scatter_view) {
+        try {
+          Reader r(payload(h, slot));
+          r.str(4096);
+          release_quietly(r.get<std::uint64_t>(), kNsRef);
+        } catch (...) {
+        }
+      }
       return;
     }
     result_.clear();
@@ -261,6 +275,7 @@ class Engine {
       error_payload({current_exception_type(), "(an exception not derived from std::exception)"});
     }
     if (h.block && !block_consumed) release_quietly(h.block, kNsRef);
+    if (h.kind == RecordKind::apply) capture_.collect(out_, err_);
     me_.tasks_done.fetch_add(1, std::memory_order_relaxed);
     me_.current_task.store(0, std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_relaxed);
@@ -362,6 +377,10 @@ class Engine {
   /// Posts a completion to client c, waiting for room if the client is slow to drain.
   void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, std::uint64_t block,
                 std::uint32_t at) noexcept {
+    const bool output = !block && (!out_.empty() || !err_.empty());
+    if (output) put_output_trailer(result_, out_, err_);
+    out_.clear();
+    err_.clear();
     std::size_t len = block ? result_len_override_ : result_.size();
     try {
       if (!block && len > kInlineBytes) {
@@ -388,7 +407,7 @@ class Engine {
     if (status != Status::ok) head_.clear();
     s->task_id = h.task_id;
     s->kind = std::uint16_t(RecordKind::completion);
-    s->flags = std::uint16_t(head_.size());
+    s->flags = std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0));
     if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
     s->status = std::uint32_t(status);
     s->len = std::uint32_t(len);
@@ -414,6 +433,8 @@ class Engine {
   std::vector<std::byte> result_;
   ResolvedRef last_thunk_, last_fn_;
   std::uint32_t next_queue_ = 0;
+  OutputCapture capture_;
+  std::string out_, err_;
   std::vector<std::byte> head_;  // type head of a split reply (payload in a block)
   std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;

@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -88,6 +88,8 @@ struct alignas(kCacheLine) EngineSlot {
   // before the claim, so a client can always tell which engine held a task that died with it.
   std::atomic<std::uint64_t> lb_claim;
   std::atomic<std::uint64_t> dead_claim;  // lb_claim of the last incarnation, saved by the launcher when it reaped it
+  std::atomic<std::uint64_t> crash_task;  // the task running when the crash report was written
+  char crash[2048];                       // the crashing engine's stack, "module+0xoffset" lines (crash_report.hpp)
   // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
   std::atomic<std::uint32_t> sleepers;
@@ -119,12 +121,15 @@ enum class Status : std::uint32_t {
   decode_error = 6, aborted = 7, timeout = 8,
 };
 
+/// Completion flag: the payload ends with the task's captured output (see wire.hpp, output trailer).
+inline constexpr std::uint16_t kHasOutput = 0x8000;
+
 /// One fixed-size ring record. The payload is inline (len bytes of data) or, when block != 0, in a heap
 /// block at that offset. `data` starts 64-byte aligned so values read in place are aligned.
 struct alignas(kCacheLine) RingSlot {
   std::uint64_t task_id;
   std::uint16_t kind;        // RecordKind
-  std::uint16_t flags;       // completions: length of an inline type head when the payload is split (see wire.hpp)
+  std::uint16_t flags;       // completions: kHasOutput | length of an inline type head (split payload, see wire.hpp)
   std::uint32_t status;      // Status (completions)
   std::uint32_t len;         // bytes of payload (inline or in the block)
   std::uint32_t aux;         // kind-specific: name length for push/pull

@@ -117,7 +117,8 @@ class ShmTransport final : public Transport {
         c.started_ns = s->started_ns;
         c.finished_ns = s->finished_ns;
         const std::uint64_t block = s->block;
-        const std::uint32_t len = s->len, at = s->aux, head_len = s->flags;
+        const std::uint32_t len = s->len, at = s->aux, head_len = s->flags & ~kHasOutput;
+        const bool output = (s->flags & kHasOutput) != 0;
         const bool mine = s->reserved[1] == generation_;
         try {
           if (!mine) {
@@ -139,6 +140,7 @@ class ShmTransport final : public Transport {
             if (len > kInlineBytes) throw decode_error("completion payload exceeds its slot");
             c.bytes = {s->data, len};
           }
+          if (mine && output) c.bytes = take_output_trailer(c.bytes, c.out, c.err);
         } catch (const decode_error& err) {
           c.status = Status::decode_error;
           c.head = {};
@@ -176,6 +178,7 @@ class ShmTransport final : public Transport {
     if (state == EngineState::dead || state == EngineState::stopped) {
       h.alive = false;
       h.signal = s.exit_signal.load(std::memory_order_relaxed);
+      if (s.crash[0]) h.crash = std::string(s.crash, strnlen(s.crash, sizeof s.crash));
       return h;
     }
     if (probe && h.pid > 0) {
@@ -272,6 +275,8 @@ class ShmTransport final : public Transport {
     if (l.running && l.queued) --l.queued;  // the record being run is still in the ring
     return l;
   }
+
+  const void* memory_identity() const noexcept override { return seg_.get(); }
 
   std::string describe() const override { return "cluster '" + seg_->cluster() + "'"; }
 

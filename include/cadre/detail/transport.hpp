@@ -29,10 +29,12 @@ struct Completion {
   std::span<const std::byte> head;   // non-empty: the type head of a split typed value (bytes is its payload)
   std::span<const std::byte> bytes;  // the result or error payload; valid during the callback only...
   std::shared_ptr<void> hold;        // ...unless hold is set: holding it keeps `bytes` valid
+  std::string out, err;              // what the task printed on its engine
 };
 
 struct EngineHealth {
   bool alive = true;
+  std::string crash;          // the stack at the crash, when it died of a signal it could report
   int pid = 0;
   int signal = 0;             // the signal that killed it, when known
   std::uint32_t generation = 0;
@@ -84,6 +86,9 @@ class Transport {
     bool running = false;
   };
   virtual EngineLoad load(std::uint32_t e) = 0;
+
+  /// Identifies the shared memory this transport uses (to reject arrays of another cluster).
+  virtual const void* memory_identity() const noexcept = 0;
 
   /// A short description for messages ("cluster 'default'").
   virtual std::string describe() const = 0;

@@ -150,6 +150,28 @@ inline void encode_raw_envelope(std::vector<std::byte>& out, std::uint64_t hash,
   if (!elements.empty()) std::memcpy(p + off + kRawHeader, elements.data(), elements.size());
 }
 
+/// Output trailer, after a completion's payload when the task printed something:
+///   [stdout bytes][stderr bytes][u64 stdout_len][u64 stderr_len]
+inline void put_output_trailer(std::vector<std::byte>& out, std::string_view so, std::string_view se) {
+  Writer w(out);
+  w.bytes(so.data(), so.size());
+  w.bytes(se.data(), se.size());
+  w.put(std::uint64_t(so.size()));
+  w.put(std::uint64_t(se.size()));
+}
+
+/// Splits a payload that ends with an output trailer; returns the payload without it.
+inline std::span<const std::byte> take_output_trailer(std::span<const std::byte> bytes, std::string& so, std::string& se) {
+  if (bytes.size() < 16) throw decode_error("output trailer truncated");
+  std::uint64_t n[2];
+  std::memcpy(n, bytes.data() + bytes.size() - 16, 16);
+  if (n[0] > bytes.size() - 16 || n[1] > bytes.size() - 16 - n[0]) throw decode_error("output trailer corrupt");
+  const std::size_t body = bytes.size() - 16 - n[0] - n[1];
+  so.assign(reinterpret_cast<const char*>(bytes.data() + body), n[0]);
+  se.assign(reinterpret_cast<const char*>(bytes.data() + body + n[0]), n[1]);
+  return bytes.first(body);
+}
+
 /// Bytes an envelope of T's value takes.
 template <class T>
 std::size_t typed_size(const T& v) {
