@@ -309,9 +309,9 @@ class AsyncResult {
     bar.resize(kWidth, '.');
     std::string line = fmt::format("[{}] {}/{} tasks finished after {:.2f} s", bar, done, total, elapsed());
     if (!busy.empty()) line += " (busy: engines " + busy + ")";
-    if (::isatty(2)) std::fprintf(stderr, "\r%-100s%s", line.c_str(), redraw_done ? "\n" : "");
-    else std::fprintf(stderr, "%s\n", line.c_str());
-    std::fflush(stderr);
+    if (::isatty(2)) std::fprintf(::stderr, "\r%-100s%s", line.c_str(), redraw_done ? "\n" : "");
+    else std::fprintf(::stderr, "%s\n", line.c_str());
+    std::fflush(::stderr);
   }
 
   std::shared_ptr<State> s_;

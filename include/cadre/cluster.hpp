@@ -9,6 +9,7 @@
 #include <cadre/detail/module_ref.hpp>
 #include <cadre/detail/ring.hpp>
 #include <cadre/detail/segment.hpp>
+#include <cadre/detail/teardown.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -99,6 +100,7 @@ class Cluster {
     for (int fd : {wake_[0], wake_[1]})
       if (fd >= 0) ::close(fd);
     detail::Segment::remove(name_);
+    detail::teardown_unregister(teardown_);
   }
 
  private:
@@ -143,6 +145,7 @@ class Cluster {
     cfg.build_id = id.bytes.data();
     cfg.build_id_len = id.len;
     seg_ = detail::Segment::create(cfg);
+    teardown_ = detail::teardown_register(detail::shm_name(name_));
     try {
       if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw error(std::string("pipe2: ") + std::strerror(errno));
       engines_.resize(std::size_t(n));
@@ -206,13 +209,13 @@ class Cluster {
     posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    sigset_t none, all;
+    sigset_t none, defaults;
     sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
+    sigfillset(&defaults);
+    sigdelset(&defaults, SIGKILL);
+    sigdelset(&defaults, SIGSTOP);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     std::vector<std::string> env_store;
@@ -241,6 +244,7 @@ class Cluster {
       throw error("cannot start engine " + std::to_string(i) + " (" + path_ + "): " + std::strerror(rc));
     }
     slot.pid.store(pid, std::memory_order_release);
+    detail::teardown_set_pid(teardown_, i, pid);
     std::lock_guard lock(mu_);
     auto& e = engines_[std::size_t(i)];
     e.pid = pid;
@@ -355,6 +359,7 @@ class Cluster {
     const bool stopping = stopped_.load();
     slot.state.store(std::uint32_t(stopping && sig == 0 ? detail::EngineState::stopped : detail::EngineState::dead), std::memory_order_release);
     seg_.reclaim(detail::engine_tag(std::uint32_t(i)));
+    detail::teardown_set_pid(teardown_, i, 0);
     bool restart = false;
     {
       std::lock_guard lock(mu_);
@@ -426,6 +431,7 @@ class Cluster {
   std::thread monitor_;
   int wake_[2] = {-1, -1};
   std::atomic<bool> quit_{false}, stopped_{false};
+  int teardown_ = -1;
 };
 
 }  // namespace cadre

@@ -396,8 +396,9 @@ class Engine {
     }
     RingSlot* s = nullptr;
     for (unsigned spins = 0; !(s = completions_[c].try_claim()); ++spins) {
-      if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen ||
-          seg_.client(c).pid.load(std::memory_order_relaxed) == 0) {
+      const pid_t client = seg_.client(c).pid.load(std::memory_order_relaxed);
+      if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen || client == 0 ||
+          ((spins & 1023) == 1023 && !process_alive(client))) {
         if (block) release_quietly(block, kPin);
         return;  // the client went away
       }
