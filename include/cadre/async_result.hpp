@@ -44,7 +44,7 @@ inline std::exception_ptr task_error(const TaskState& t) {
     case Status::function_error: return std::make_exception_ptr(function_error(at(0)));
     case Status::capacity_error: return std::make_exception_ptr(capacity_error(at(0)));
     case Status::decode_error: return std::make_exception_ptr(decode_error(at(0)));
-    case Status::aborted: return std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted"));
+    case Status::aborted: return std::make_exception_ptr(aborted_error(s.empty() ? "task " + std::to_string(t.id) + " was aborted" : at(0)));
     case Status::timeout: return std::make_exception_ptr(timeout_error(at(0)));
     default: return std::make_exception_ptr(error("engine " + std::to_string(e) + " sent unknown status " + std::to_string(unsigned(t.status))));
   }
@@ -215,8 +215,9 @@ class AsyncResult {
     std::fflush(nullptr);
   }
 
-  /// Aborts the tasks no engine has started yet: they never run, and get() throws aborted_error.
-  /// True when every unfinished task was aborted (false if some were already running).
+  /// Aborts the unfinished tasks: queued ones never run; running ones are interrupted (their engine jumps
+  /// out of the function and serves on; what the function held is leaked). get() then throws
+  /// aborted_error. True when every unfinished task was aborted.
   bool abort() const {
     bool all = true;
     for (const auto& t : state().tasks)

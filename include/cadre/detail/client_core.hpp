@@ -114,6 +114,8 @@ class ClientCore {
 
   /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
   /// False when it is running or finished.
+  /// A running task is interrupted: its engine jumps out of it and serves on (get() throws aborted_error).
+  /// False when it already finished.
   bool abort(TaskState& t) {
     if (t.is_done()) return false;
     if (t.balanced) {
@@ -121,8 +123,14 @@ class ClientCore {
         fail(t, std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted before it started")));
         return true;
       }
+      for (std::uint32_t e = 0; e < t_->engine_count(); ++e) {
+        std::uint32_t q;
+        std::uint64_t p;
+        if (t_->balanced_claim(e, q, p) && q == t.queue && p == t.pos) return t_->interrupt(e, t.id);
+      }
+      return false;
     }
-    return false;
+    return t_->interrupt(t.engine, t.id);
   }
 
   /// Waits until t is done, or until deadline_ns (monotonic; 0 = forever). False on timeout.

@@ -18,6 +18,7 @@
 #include <Eigen/Core>
 #include <tbb/global_control.h>
 
+#include <csetjmp>
 #include <cxxabi.h>
 #include <sys/prctl.h>
 
@@ -62,6 +63,10 @@ class Engine {
     capture_.start();
     me_.crash[0] = 0;
     install_crash_handlers(me_.crash, sizeof me_.crash, capture_.original_stderr());
+    struct sigaction sa{};
+    sa.sa_handler = &Engine::on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGUSR2, &sa, nullptr);
     me_.pid.store(::getpid(), std::memory_order_relaxed);
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
@@ -209,7 +214,8 @@ class Engine {
     std::uint64_t reply_block = 0;
     std::uint32_t reply_at = 0;
     const std::uint64_t started = now_ns();
-    me_.current_task.store(h.task_id, std::memory_order_relaxed);
+    me_.current_client.store(c, std::memory_order_relaxed);
+    me_.current_task.store(h.task_id, std::memory_order_release);
     me_.state.store(std::uint32_t(EngineState::busy), std::memory_order_relaxed);
     bool block_consumed = false;
     try {
@@ -217,7 +223,13 @@ class Engine {
         throw timeout_error("task " + std::to_string(h.task_id) + " did not start before its deadline (LoadBalancedView::timeout)");
       const auto data = payload(h, slot);
       switch (h.kind) {
-        case RecordKind::apply: run_apply(data); break;
+        case RecordKind::apply:
+          if (!run_interruptible(data)) {
+            result_.clear();
+            throw aborted_error("task " + std::to_string(h.task_id) + " was interrupted on engine " + std::to_string(id_) +
+                                " (AsyncResult::abort)");
+          }
+          break;
         case RecordKind::push: block_consumed = run_push(h, slot, data); break;
         case RecordKind::pull: {
           Reader r(data);
@@ -264,6 +276,9 @@ class Engine {
     } catch (const decode_error& e) {
       status = Status::decode_error;
       error_payload({e.what()});
+    } catch (const aborted_error& e) {
+      status = Status::aborted;
+      error_payload({e.what()});
     } catch (const timeout_error& e) {
       status = Status::timeout;
       error_payload({e.what()});
@@ -280,6 +295,40 @@ class Engine {
     me_.current_task.store(0, std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_relaxed);
     complete(c, h, status, started, reply_block, reply_at);
+  }
+
+  /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
+  /// out of the user's function skips its destructors: what it held is leaked, as with any
+  /// interrupted computation; the engine itself is in a clean state and serves on.
+  bool run_interruptible(std::span<const std::byte> data) {
+    auto& ix = interrupt_state();
+    if (sigsetjmp(ix.jump, 1) != 0) {
+      ix.armed = 0;
+      return false;
+    }
+    ix.slot = &me_;
+    ix.armed = 1;
+    run_apply(data);
+    ix.armed = 0;
+    return true;
+  }
+
+  struct InterruptState {
+    sigjmp_buf jump;
+    volatile sig_atomic_t armed = 0;
+    EngineSlot* slot = nullptr;
+  };
+  static InterruptState& interrupt_state() noexcept {
+    static InterruptState s;
+    return s;
+  }
+  static void on_interrupt(int) {
+    auto& ix = interrupt_state();
+    if (ix.armed && ix.slot && ix.slot->abort_task.load() == ix.slot->current_task.load() &&
+        ix.slot->abort_client.load() == ix.slot->current_client.load()) {
+      ix.armed = 0;
+      siglongjmp(ix.jump, 1);
+    }
   }
 
   void run_apply(std::span<const std::byte> data) {

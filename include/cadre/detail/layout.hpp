@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -84,6 +84,9 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::uint64_t> heartbeat_ns;
   std::atomic<std::uint64_t> tasks_done;
   std::atomic<std::uint64_t> current_task;      // task id being run, 0 when idle
+  std::atomic<std::uint32_t> current_client;    // the client slot it belongs to
+  std::atomic<std::uint32_t> abort_client;      // a client asks to interrupt (abort_client, abort_task)...
+  std::atomic<std::uint64_t> abort_task;        // ...then sends SIGUSR2; the engine checks it is still running it
   // The load-balanced slot this engine is claiming or running (lb_claim_word), 0 when none. Written
   // before the claim, so a client can always tell which engine held a task that died with it.
   std::atomic<std::uint64_t> lb_claim;

@@ -263,6 +263,15 @@ class ShmTransport final : public Transport {
     return true;
   }
 
+  bool interrupt(std::uint32_t e, std::uint64_t task) override {
+    EngineSlot& s = seg_->engine(e);
+    s.abort_client.store(slot_, std::memory_order_relaxed);
+    s.abort_task.store(task, std::memory_order_seq_cst);
+    if (s.current_task.load(std::memory_order_seq_cst) != task || s.current_client.load() != slot_) return false;
+    const pid_t pid = s.pid.load();
+    return pid > 0 && ::kill(pid, SIGUSR2) == 0;  // an engine of this cluster; it checks the task is still current
+  }
+
   EngineLoad load(std::uint32_t e) override {
     EngineLoad l;
     const EngineSlot& s = seg_->engine(e);

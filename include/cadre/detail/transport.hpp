@@ -80,6 +80,9 @@ class Transport {
   /// dead = true: what it held when it died.
   virtual bool balanced_claim(std::uint32_t e, std::uint32_t& q, std::uint64_t& pos, bool dead = false) = 0;
 
+  /// Interrupts task `task` of this client if engine e is running it right now; true if signalled.
+  virtual bool interrupt(std::uint32_t e, std::uint64_t task) = 0;
+
   /// Per engine: records queued in its own queue, whether it is running something, tasks done.
   struct EngineLoad {
     std::uint64_t queued = 0, done = 0;
