@@ -234,12 +234,17 @@ void put_args(Writer& w, Args&&... args) {
 
 // ---- the thunk ----------------------------------------------------------------------------------
 
+/// Decodes arguments of types P... in order (a braced initializer evaluates left to right).
+template <class... P, std::size_t... I>
+std::tuple<P...> get_args(Reader& r, std::span<const std::byte> all, Namespace& ns, std::index_sequence<I...>) {
+  return std::tuple<P...>{get_arg<P>(r, all, ns, I)...};
+}
+
 template <class Fn, bool TakesNs, class... P>
 void thunk(CallFrame& f) {
   Reader r(f.args);
   if (r.get<std::uint32_t>() != sizeof...(P)) throw decode_error("call record has the wrong number of arguments");
-  std::size_t i = 0;
-  std::tuple<P...> args{get_arg<P>(r, f.args, *f.ns, i++)...};  // braced init: evaluated left to right
+  std::tuple<P...> args = get_args<P...>(r, f.args, *f.ns, std::index_sequence_for<P...>{});
   auto call = [&](auto& fn) -> decltype(auto) {
     return std::apply(
         [&](auto&... a) -> decltype(auto) {

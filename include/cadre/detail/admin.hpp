@@ -1,38 +1,39 @@
-// cadre/detail/admin.hpp — cluster administration by name: inspect, list and stop clusters from outside.
+// cadre/detail/admin.hpp — cluster administration by name: inspect, list and stop from outside.
 //
-// Used by the `cadre` CLI and by its tests. Nothing here joins a cluster: inspection maps the segment
-// read-only and takes no client slot, so it works on stale, stopping and half-made segments too.
-// Nothing here ever kills a process: a launcher is asked to stop through the stop_request futex, and
-// the engines of a dead launcher leave by themselves (they watch getppid()).
+// Used by the `cadre` CLI and by its tests. Nothing here joins a cluster: inspection maps the
+// segment read-only and takes no client slot, so it works on stale, stopping and half-made segments
+// too. Nothing here ever kills a process: a launcher is asked to stop through the stop_request
+// futex, and the engines of a dead launcher leave by themselves (they watch getppid()).
 #pragma once
 
-#include <cadre/detail/layout.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/sys.hpp>
-#include <cadre/errors.hpp>
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
+
+#include <cadre/detail/layout.hpp>
+#include <cadre/detail/segment.hpp>
+#include <cadre/detail/sys.hpp>
+#include <cadre/errors.hpp>
 
 namespace cadre::detail {
 
@@ -45,15 +46,17 @@ namespace cadre::detail {
 /// naming the text for anything else, for zero, and for values that do not fit in 64 bits.
 inline std::uint64_t parse_byte_size(std::string_view text) {
   auto bad = [&](const char* why) {
-    return std::invalid_argument("invalid size '" + std::string(text) + "': " + why +
-                                 "; write a number of bytes with an optional K, M, G or T suffix, e.g. 512M or 2G");
+    return std::invalid_argument(
+        "invalid size '" + std::string(text) + "': " + why +
+        "; write a number of bytes with an optional K, M, G or T suffix, e.g. 512M or 2G");
   };
   std::uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec == std::errc::result_out_of_range) throw bad("too large");
   if (ec != std::errc() || end == text.data()) throw bad("it does not start with a number");
   std::string suffix(end, text.data() + text.size());
-  std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return char(std::toupper(c)); });
+  std::transform(suffix.begin(), suffix.end(), suffix.begin(),
+                 [](unsigned char c) { return char(std::toupper(c)); });
   int shift = 0;
   if (!suffix.empty()) {
     const std::string_view units = "KMGT";
@@ -80,17 +83,19 @@ inline std::string fmt_mode(mode_t m) {
 }
 
 /// The /dev/shm path of a cluster's segment.
-inline std::string segment_path(std::string_view cluster) { return "/dev/shm/" + shm_name(cluster); }
+inline std::string segment_path(std::string_view cluster) {
+  return "/dev/shm/" + shm_name(cluster);
+}
 
 /// True while the cluster's segment has a name in /dev/shm (whatever state it is in).
 inline bool segment_exists(std::string_view cluster) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(segment_path(cluster).c_str(), &st) == 0;
 }
 
 /// True when pid is alive and has the cluster's segment mapped — as its launcher and its engines do
-/// for their whole lives — so a recycled pid is never taken for them. When /proc/<pid>/maps cannot be
-/// read (another user's process, a restricted /proc) this falls back to process_alive(pid).
+/// for their whole lives — so a recycled pid is never taken for them. When /proc/<pid>/maps cannot
+/// be read (another user's process, a restricted /proc) this falls back to process_alive(pid).
 inline bool process_maps_segment(pid_t pid, std::string_view cluster) {
   if (!process_alive(pid)) return false;
   std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
@@ -122,7 +127,7 @@ inline std::string process_name(pid_t pid) {
 /// variable names an absolute directory, else /tmp/cadre-<euid>/<name>.
 inline std::string default_log_dir(std::string_view cluster) {
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  struct stat st{};
+  struct stat st {};
   if (xdg && xdg[0] == '/' && ::stat(xdg, &st) == 0 && S_ISDIR(st.st_mode))
     return std::string(xdg) + "/cadre/" + std::string(cluster);
   return "/tmp/cadre-" + std::to_string(::geteuid()) + "/" + std::string(cluster);
@@ -130,10 +135,11 @@ inline std::string default_log_dir(std::string_view cluster) {
 
 /// Creates `dir` and its missing parents with mode 0700; the result must be a directory. The last
 /// `owned` components — 2 for cadre's own `cadre-<uid>/<name>` or `cadre/<name>` — must moreover be
-/// real directories (not symlinks) of this user, tightened to 0700 if needed, so that nobody else can
-/// plant or read the logs in a shared /tmp. Throws cadre::error naming the path.
+/// real directories (not symlinks) of this user, tightened to 0700 if needed, so that nobody else
+/// can plant or read the logs in a shared /tmp. Throws cadre::error naming the path.
 inline void make_log_dir(const std::string& dir, std::size_t owned) {
-  if (dir.empty() || dir[0] != '/') throw error("log directory '" + dir + "' must be an absolute path");
+  if (dir.empty() || dir[0] != '/')
+    throw error("log directory '" + dir + "' must be an absolute path");
   std::vector<std::string> parts;  // "/a", "/a/b", ...
   for (std::size_t at = 1; at <= dir.size();) {
     const std::size_t next = std::min(dir.find('/', at), dir.size());
@@ -145,7 +151,7 @@ inline void make_log_dir(const std::string& dir, std::size_t owned) {
     const bool ours = i + owned >= parts.size();
     if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
       throw error("cannot create log directory " + p + ": " + std::strerror(errno));
-    struct stat st{};
+    struct stat st {};
     if ((ours ? ::lstat(p.c_str(), &st) : ::stat(p.c_str(), &st)) != 0)
       throw error("cannot stat " + p + ": " + std::strerror(errno));
     if (!S_ISDIR(st.st_mode))
@@ -153,8 +159,9 @@ inline void make_log_dir(const std::string& dir, std::size_t owned) {
                   "; remove it or choose another log directory with --log-dir");
     if (!ours) continue;
     if (st.st_uid != ::geteuid())
-      throw error("log directory " + p + " belongs to uid " + std::to_string(st.st_uid) + ", not to this user (uid " +
-                  std::to_string(::geteuid()) + "); remove it, set XDG_RUNTIME_DIR, or choose another with --log-dir");
+      throw error("log directory " + p + " belongs to uid " + std::to_string(st.st_uid) +
+                  ", not to this user (uid " + std::to_string(::geteuid()) +
+                  "); remove it, set XDG_RUNTIME_DIR, or choose another with --log-dir");
     if ((st.st_mode & 077) != 0 && ::chmod(p.c_str(), 0700) != 0)
       throw error("cannot make " + p + " private (chmod 0700): " + std::strerror(errno));
   }
@@ -176,12 +183,18 @@ enum class ClusterCondition {
 
 inline const char* to_string(ClusterCondition c) noexcept {
   switch (c) {
-    case ClusterCondition::running: return "running";
-    case ClusterCondition::stopping: return "stopping";
-    case ClusterCondition::stale: return "stale";
-    case ClusterCondition::half_made: return "half-made";
-    case ClusterCondition::incompatible: return "incompatible";
-    case ClusterCondition::foreign: return "foreign";
+    case ClusterCondition::running:
+      return "running";
+    case ClusterCondition::stopping:
+      return "stopping";
+    case ClusterCondition::stale:
+      return "stale";
+    case ClusterCondition::half_made:
+      return "half-made";
+    case ClusterCondition::incompatible:
+      return "incompatible";
+    case ClusterCondition::foreign:
+      return "foreign";
   }
   return "?";
 }
@@ -189,36 +202,36 @@ inline const char* to_string(ClusterCondition c) noexcept {
 /// One engine slot, copied out of the segment.
 struct EngineInfo {
   int id = 0;
-  pid_t pid = 0;                    ///< 0: never started (or being replaced)
+  pid_t pid = 0;  ///< 0: never started (or being replaced)
   EngineState state = EngineState::empty;
-  std::uint32_t generation = 0;     ///< 1 for the first start; restarts = generation - 1
+  std::uint32_t generation = 0;  ///< 1 for the first start; restarts = generation - 1
   std::uint64_t tasks_done = 0;
-  std::uint64_t heartbeat_ns = 0;   ///< CLOCK_MONOTONIC (now_ns()) of its last sign of life, 0: none
+  std::uint64_t heartbeat_ns = 0;  ///< CLOCK_MONOTONIC (now_ns()) of its last sign of life, 0: none
   int exit_code = 0, exit_signal = 0;  ///< how it died, when state is dead
-  bool alive = false;               ///< the pid is alive and maps this cluster's segment
-  std::string log_file;             ///< empty: its output goes to the launcher's stderr
+  bool alive = false;                  ///< the pid is alive and maps this cluster's segment
+  std::string log_file;                ///< empty: its output goes to the launcher's stderr
 
   std::uint32_t restarts() const noexcept { return generation > 0 ? generation - 1 : 0; }
 };
 
-/// A snapshot of one cluster. Fields past `problem` are meaningful only when the header could be read
-/// (running, stopping, stale).
+/// A snapshot of one cluster. Fields past `problem` are meaningful only when the header could be
+/// read (running, stopping, stale).
 struct ClusterInfo {
   std::string name;
   std::string segment_path;
   ClusterCondition condition = ClusterCondition::half_made;
-  std::string problem;              ///< for half_made, incompatible, foreign: what is wrong
-  std::uint64_t age_ns = 0;         ///< time since the segment file last changed (for half_made)
+  std::string problem;       ///< for half_made, incompatible, foreign: what is wrong
+  std::uint64_t age_ns = 0;  ///< time since the segment file last changed (for half_made)
   pid_t launcher_pid = 0;
   bool launcher_alive = false;
-  std::string launcher_name;        ///< its /proc comm, e.g. "cadre" or the embedding program
+  std::string launcher_name;  ///< its /proc comm, e.g. "cadre" or the embedding program
   std::uint64_t segment_size = 0, heap_bytes = 0, used_bytes = 0;
   std::uint32_t engine_count = 0, threads_per_engine = 0;
   std::string engine_path, log_dir;
   std::vector<EngineInfo> engines;
 
-  /// True when nobody will clean this cluster up but `cadre stop`: its launcher is gone, or its
-  /// segment has stayed half-made for longer than a creator needs (two seconds, as Segment::open waits).
+  /// True when nobody but `cadre stop` will clean this cluster up: its launcher is gone, or its
+  /// segment has stayed half-made longer than a creator needs (2 s, as Segment::open waits).
   bool stale() const noexcept {
     return condition == ClusterCondition::stale ||
            (condition == ClusterCondition::half_made && age_ns >= 2'000'000'000u);
@@ -230,9 +243,10 @@ struct ClusterInfo {
   }
 };
 
-/// A snapshot of the named cluster, read through a read-only mapping of its segment (no client slot,
-/// no waiting). std::nullopt when no segment of that name exists. Throws std::invalid_argument for an
-/// invalid name and connection_error when the segment exists but cannot be opened.
+/// A snapshot of the named cluster, read through a read-only mapping of its segment (no client
+/// slot, no waiting). std::nullopt when no segment of that name exists. Throws
+/// std::invalid_argument for an invalid name and connection_error when the segment exists but
+/// cannot be opened.
 inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   validate_cluster_name(cluster);
   ClusterInfo info;
@@ -243,7 +257,7 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
     if (errno == ENOENT) return std::nullopt;
     throw connection_error("cannot open " + info.segment_path + ": " + std::strerror(errno));
   }
-  struct stat st{};
+  struct stat st {};
   const int stat_rc = ::fstat(fd, &st);
   const int stat_errno = errno;
   if (stat_rc != 0) {
@@ -252,14 +266,16 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   }
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
-  const std::int64_t age = (std::int64_t(now.tv_sec) - std::int64_t(st.st_ctim.tv_sec)) * 1'000'000'000 +
-                           (std::int64_t(now.tv_nsec) - std::int64_t(st.st_ctim.tv_nsec));
+  const std::int64_t age =
+      (std::int64_t(now.tv_sec) - std::int64_t(st.st_ctim.tv_sec)) * 1'000'000'000 +
+      (std::int64_t(now.tv_nsec) - std::int64_t(st.st_ctim.tv_nsec));
   info.age_ns = age > 0 ? std::uint64_t(age) : 0;
   if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     info.condition = ClusterCondition::foreign;
-    info.problem = info.segment_path + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
-                   fmt_mode(st.st_mode) + "; cadre only touches segments this user owns exclusively";
+    info.problem = info.segment_path + " belongs to uid " + std::to_string(st.st_uid) +
+                   " with mode " + fmt_mode(st.st_mode) +
+                   "; cadre only touches segments this user owns exclusively";
     return info;
   }
   const std::uint64_t file_size = std::uint64_t(st.st_size);
@@ -272,7 +288,8 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   void* p = ::mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
   const int map_errno = errno;
   ::close(fd);
-  if (p == MAP_FAILED) throw connection_error("cannot map " + info.segment_path + ": " + std::strerror(map_errno));
+  if (p == MAP_FAILED)
+    throw connection_error("cannot map " + info.segment_path + ": " + std::strerror(map_errno));
   struct Unmap {
     void* p;
     std::size_t n;
@@ -292,8 +309,9 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   }
   if (h.layout_version != kLayoutVersion) {
     info.condition = ClusterCondition::incompatible;
-    info.problem = "it uses segment layout " + std::to_string(h.layout_version) + " and this cadre expects " +
-                   std::to_string(kLayoutVersion) + "; manage it with the cadre version that started it";
+    info.problem = "it uses segment layout " + std::to_string(h.layout_version) +
+                   " and this cadre expects " + std::to_string(kLayoutVersion) +
+                   "; manage it with the cadre version that started it";
     return info;
   }
   // Offsets and counts come from shared memory: check them before following them.
@@ -309,12 +327,14 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   info.launcher_pid = h.creator_pid;
   info.launcher_alive = process_maps_segment(info.launcher_pid, cluster);
   if (info.launcher_alive) info.launcher_name = process_name(info.launcher_pid);
-  info.condition = !info.launcher_alive ? ClusterCondition::stale
+  info.condition = !info.launcher_alive              ? ClusterCondition::stale
                    : state == SegmentState::stopping ? ClusterCondition::stopping
                                                      : ClusterCondition::running;
   info.segment_size = h.segment_size;
   info.heap_bytes = h.heap_pages * kPageSize;  // as Segment::heap_bytes()
-  info.used_bytes = std::min<std::uint64_t>(h.used_pages.load(std::memory_order_relaxed), h.heap_pages) * kPageSize;
+  info.used_bytes =
+      std::min<std::uint64_t>(h.used_pages.load(std::memory_order_relaxed), h.heap_pages) *
+      kPageSize;
   info.engine_count = h.engine_count;
   info.threads_per_engine = h.threads_per_engine;
   info.engine_path = text(h.engine_path, sizeof h.engine_path);
@@ -326,7 +346,8 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
     e.id = int(i);
     e.pid = s.pid.load(std::memory_order_acquire);
     const std::uint32_t raw_state = s.state.load(std::memory_order_acquire);
-    e.state = raw_state <= std::uint32_t(EngineState::stopped) ? EngineState(raw_state) : EngineState::empty;
+    e.state = raw_state <= std::uint32_t(EngineState::stopped) ? EngineState(raw_state)
+                                                               : EngineState::empty;
     e.generation = s.generation.load(std::memory_order_relaxed);
     e.tasks_done = s.tasks_done.load(std::memory_order_relaxed);
     e.heartbeat_ns = s.heartbeat_ns.load(std::memory_order_relaxed);
@@ -369,33 +390,35 @@ inline std::vector<ClusterInfo> list_clusters() {
 // Stopping
 // =============================================================================================
 
-/// Sets the cluster's stop request and wakes its launcher (the `cadre start` process, which sleeps in
-/// Cluster::wait_for_stop_request()); returns at once. Throws connection_error when the cluster is
-/// not running (absent, half-made, stopping).
+/// Sets the cluster's stop request and wakes its launcher (the `cadre start` process, which sleeps
+/// in Cluster::wait_for_stop_request()); returns at once. Throws connection_error when the cluster
+/// is not running (absent, half-made, stopping).
 inline void request_stop(std::string_view cluster) {
   Segment seg = Segment::open(cluster, std::chrono::milliseconds(500));
   auto& h = seg.header();
   // Pairs with the acquire-load in Cluster::wait_for_stop_request().
   h.stop_request.store(1, std::memory_order_release);
-  futex_wake(&h.stop_request, INT_MAX);
+  futex_wake(&h.stop_request, std::numeric_limits<int>::max());
 }
 
 /// What stop_cluster() did.
 struct StopReport {
   std::string name;
   pid_t launcher_pid = 0;
-  bool stale = false;              ///< the launcher was gone: the engines were awaited and the segment removed here
-  bool half_made = false;          ///< an abandoned half-made segment was removed
-  std::vector<pid_t> lingering;    ///< engines of a stale cluster still alive at the timeout (never killed)
+  bool stale =
+      false;  ///< the launcher was gone: the engines were awaited and the segment removed here
+  bool half_made = false;  ///< an abandoned half-made segment was removed
+  std::vector<pid_t>
+      lingering;  ///< engines of a stale cluster still alive at the timeout (never killed)
 };
 
 /// Stops the named cluster and waits (at most `timeout`) until it is gone.
 ///
-/// A running cluster: sets its stop request; its launcher stops the engines and removes the segment,
-/// and this waits until the launcher has unmapped the segment and the name is gone. A stale cluster
-/// (launcher dead): its engines leave by themselves within about a second; this waits for them, then
-/// removes the segment — engines still alive at the timeout are reported in `lingering`, not killed.
-/// A segment half-made for more than two seconds is removed.
+/// A running cluster: sets its stop request; its launcher stops the engines and removes the
+/// segment, and this waits until the launcher has unmapped the segment and the name is gone. A
+/// stale cluster (launcher dead): its engines leave by themselves within about a second; this waits
+/// for them, then removes the segment — engines still alive at the timeout are reported in
+/// `lingering`, not killed. A segment half-made for more than two seconds is removed.
 ///
 /// Throws connection_error when there is no such cluster or it is foreign or incompatible, and
 /// timeout_error when a live launcher has not finished within the timeout.
@@ -411,10 +434,11 @@ inline StopReport stop_cluster(std::string_view cluster, std::chrono::millisecon
     throw connection_error("no cluster named '" + std::string(cluster) +
                            "' is running for this user; `cadre list` shows the clusters there are");
 
-  // A segment being created becomes ready within milliseconds; one still half-made after two seconds
-  // (or the timeout, if shorter) was abandoned by a creator that died.
+  // A segment being created becomes ready within milliseconds; one still half-made after two
+  // seconds (or the timeout, if shorter) was abandoned by a creator that died.
   const auto half_made_deadline = std::min(deadline, clock::now() + std::chrono::seconds(2));
-  while (info && info->condition == ClusterCondition::half_made && !info->stale() && clock::now() < half_made_deadline) {
+  while (info && info->condition == ClusterCondition::half_made && !info->stale() &&
+         clock::now() < half_made_deadline) {
     std::this_thread::sleep_for(tick);
     info = inspect_cluster(cluster);
   }
@@ -422,7 +446,8 @@ inline StopReport stop_cluster(std::string_view cluster, std::chrono::millisecon
   switch (info->condition) {
     case ClusterCondition::foreign:
     case ClusterCondition::incompatible:
-      throw connection_error("cannot stop cluster '" + std::string(cluster) + "': " + info->problem);
+      throw connection_error("cannot stop cluster '" + std::string(cluster) +
+                             "': " + info->problem);
     case ClusterCondition::half_made:
       Segment::remove(cluster);
       report.half_made = true;
@@ -440,20 +465,24 @@ inline StopReport stop_cluster(std::string_view cluster, std::chrono::millisecon
         const bool launcher = process_maps_segment(info->launcher_pid, cluster);
         if (!launcher) break;
         if (clock::now() >= deadline) {
-          const std::string prog = info->launcher_name.empty() ? "" : " (" + info->launcher_name + ")";
+          const std::string prog =
+              info->launcher_name.empty() ? "" : " (" + info->launcher_name + ")";
           throw timeout_error(
-              "the launcher of cluster '" + std::string(cluster) + "', pid " + std::to_string(info->launcher_pid) + prog +
-              ", did not stop it within " + std::to_string(timeout.count()) + " ms" +
+              "the launcher of cluster '" + std::string(cluster) + "', pid " +
+              std::to_string(info->launcher_pid) + prog + ", did not stop it within " +
+              std::to_string(timeout.count()) + " ms" +
               (info->launcher_name == "cadre"
                    ? "; it may still be stopping busy engines: try again with a longer --timeout"
-                   : "; a cluster embedded in a program (cadre::Cluster) stops when that program destroys it"));
+                   : "; a cluster embedded in a program (cadre::Cluster) stops when that program "
+                     "destroys it"));
         }
         std::this_thread::sleep_for(tick);
       }
       if (!segment_exists(cluster)) return report;
       // The launcher died without removing the segment: clean up as for a stale cluster.
       info = inspect_cluster(cluster);
-      if (!info || info->condition == ClusterCondition::running || info->condition == ClusterCondition::stopping)
+      if (!info || info->condition == ClusterCondition::running ||
+          info->condition == ClusterCondition::stopping)
         return report;  // gone, or already a new cluster of the same name with a live launcher
       if (!info->readable()) {
         Segment::remove(cluster);

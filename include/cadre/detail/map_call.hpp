@@ -19,8 +19,7 @@ template <class Fn, class R, class... V>
 void map_thunk(CallFrame& f) {
   Reader r(f.args);
   if (r.get<std::uint32_t>() != sizeof...(V)) throw decode_error("map record has the wrong number of sequences");
-  std::size_t i = 0;
-  std::tuple<std::vector<V>...> cols{get_arg<std::vector<V>>(r, f.args, *f.ns, i++)...};
+  std::tuple<std::vector<V>...> cols = get_args<std::vector<V>...>(r, f.args, *f.ns, std::index_sequence_for<V...>{});
   const std::size_t n = std::get<0>(cols).size();
   std::apply([&](const auto&... c) {
     if (((c.size() != n) || ...)) throw decode_error("map sequences of different lengths");

@@ -1,0 +1,236 @@
+// src/cli/main.cpp — `cadre`: the command line (CLI11) and the dispatch to src/cli/commands.hpp.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include <cadre/cadre.hpp>
+#include <cadre/detail/admin.hpp>
+
+#include "commands.hpp"
+
+namespace {
+
+using namespace cadre::cli;
+
+/// A cluster name as detail::validate_cluster_name() accepts it; a bad one is a usage error.
+const CLI::Validator kClusterName(
+    [](std::string& s) -> std::string {
+      try {
+        cadre::detail::validate_cluster_name(s);
+        return {};
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+    },
+    "", "cluster name");
+
+/// "512M", "2G", ... rewritten to a plain byte count before CLI11 converts it.
+const CLI::Validator kByteSize(
+    [](std::string& s) -> std::string {
+      try {
+        s = std::to_string(cadre::detail::parse_byte_size(s));
+        return {};
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+    },
+    "", "byte size");
+
+/// The cluster a command acts on without --name: $CADRE_CLUSTER, else "default" (as cadre::Client).
+std::string default_name() {
+  const char* e = std::getenv("CADRE_CLUSTER");
+  return e && *e ? e : "default";
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+CLI::Option* add_name(CLI::App* cmd, std::string& name, const char* what) {
+  return cmd
+      ->add_option("--name", name, std::string(what) + " (default: $CADRE_CLUSTER, else 'default')")
+      ->type_name("NAME")
+      ->check(kClusterName);
+}
+
+CLI::Option* add_engines(CLI::App* cmd, int& n) {
+  return cmd->add_option("-n,--engines", n, "number of engines (default: one per CPU)")
+      ->type_name("N")
+      ->check(CLI::Range(1, int(cadre::detail::kMaxEngines)));
+}
+
+CLI::Option* add_segment_size(CLI::App* cmd, std::uint64_t& size) {
+  return cmd
+      ->add_option(
+          "--segment-size", size,
+          "shared segment size, e.g. 512M or 2G; only what is used takes memory (default: 1G)")
+      ->type_name("SIZE")
+      ->transform(kByteSize);
+}
+
+CLI::Option* add_threads(CLI::App* cmd, int& threads) {
+  return cmd
+      ->add_option("--threads-per-engine", threads,
+                   "oneTBB/Eigen threads per engine (default: CPUs / engines)")
+      ->type_name("T")
+      ->check(CLI::Range(1, 4096));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "cadre — run a cluster of engine processes on this machine and drive it from C++ programs"};
+  app.name("cadre");
+  app.set_version_flag("--version", cadre::version(), "print the cadre version and exit");
+  app.require_subcommand(1);
+  const std::string fallback_name = default_name();
+
+  StartOptions start_opts;
+  double start_timeout = 30;
+  auto* start_cmd =
+      app.add_subcommand("start", "start a detached cluster; returns once its engines are ready");
+  add_engines(start_cmd, start_opts.engines);
+  add_name(start_cmd, start_opts.name, "cluster name");
+  start_cmd
+      ->add_option("--engine", start_opts.engine,
+                   "engine executable, a program that calls cadre::init(argc, argv) first "
+                   "(default: cadre-engine next to this cadre)")
+      ->type_name("PATH");
+  add_segment_size(start_cmd, start_opts.segment_size);
+  add_threads(start_cmd, start_opts.threads_per_engine);
+  start_cmd->add_flag("--restart", start_opts.restart,
+                      "replace an engine that dies (same id, new generation)");
+  start_cmd
+      ->add_option("--log-dir", start_opts.log_dir,
+                   "where engine-N.log files go (default: $XDG_RUNTIME_DIR/cadre/NAME, else "
+                   "/tmp/cadre-UID/NAME)")
+      ->type_name("DIR");
+  start_cmd
+      ->add_option("--timeout", start_timeout,
+                   "seconds to wait for the engines to be ready (default: 30)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+
+  StopOptions stop_opts;
+  double stop_timeout = 10;
+  auto* stop_cmd =
+      app.add_subcommand("stop", "stop a cluster (or clean up one whose launcher died)");
+  add_name(stop_cmd, stop_opts.name, "cluster name");
+  stop_cmd
+      ->add_option("--timeout", stop_timeout,
+                   "seconds to wait for the cluster to be gone (default: 10)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+
+  std::string status_name;
+  auto* status_cmd =
+      app.add_subcommand("status", "show a cluster: launcher, segment use, and each engine");
+  add_name(status_cmd, status_name, "cluster name");
+
+  auto* list_cmd = app.add_subcommand("list", "list this user's clusters");
+
+  RunOptions run_opts;
+  double run_timeout = 30;
+  auto* run_cmd = app.add_subcommand("run",
+                                     "run PROGRAM as the client of a cluster whose engines are "
+                                     "PROGRAM too; exits with its status");
+  add_engines(run_cmd, run_opts.engines);
+  run_cmd->add_option("--name", run_opts.name, "cluster name (default: a unique one)")
+      ->type_name("NAME")
+      ->check(kClusterName);
+  add_segment_size(run_cmd, run_opts.segment_size);
+  add_threads(run_cmd, run_opts.threads_per_engine);
+  run_cmd
+      ->add_option("--timeout", run_timeout,
+                   "seconds to wait for the engines to be ready (default: 30)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+  run_cmd
+      ->add_option("command", run_opts.command,
+                   "the program (its main() calls cadre::init first) and its arguments")
+      ->type_name("PROGRAM ARGS...")
+      ->required();
+  run_cmd->footer(
+      "PROGRAM runs once as the client, with CADRE_CLUSTER set to the cluster's name;\n"
+      "each engine is PROGRAM too, started by the cluster. Put -- before PROGRAM when\n"
+      "its arguments start with '-':\n"
+      "  cadre run -n 4 -- ./app --size 1000");
+
+  // Set after the subcommands exist: CLI11 copies a parent's footer into subcommands made later.
+  app.footer(
+      "Examples:\n"
+      "  cadre start -n 4             start the cluster 'default' with 4 engines\n"
+      "  cadre status                 show its engines\n"
+      "  cadre stop                   stop it\n"
+      "  cadre run -n 4 -- ./app      run ./app with its own 4 engines (./app calls cadre::init)");
+
+  // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      found = found || sub->get_name() == argv[1];
+      known += (known.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!found) {
+      std::fprintf(stderr, "cadre: unknown command '%s'; the commands are %s (see cadre --help)\n",
+                   argv[1], known.c_str());
+      return kExitUsage;
+    }
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" with status 0; everything else is a usage error.
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+
+  for (std::string* name : {&start_opts.name, &stop_opts.name, &status_name}) {
+    if (!name->empty()) continue;
+    try {
+      cadre::detail::validate_cluster_name(fallback_name);
+    } catch (const std::invalid_argument& e) {
+      std::fprintf(stderr, "cadre: $CADRE_CLUSTER: %s\n", e.what());
+      return kExitUsage;
+    }
+    *name = fallback_name;
+  }
+  start_opts.timeout = to_ms(start_timeout);
+  stop_opts.timeout = to_ms(stop_timeout);
+  run_opts.timeout = to_ms(run_timeout);
+
+  const char* sub = "";
+  try {
+    if (*start_cmd) {
+      sub = "start";
+      return start(start_opts);
+    }
+    if (*stop_cmd) {
+      sub = "stop";
+      return stop(stop_opts);
+    }
+    if (*status_cmd) {
+      sub = "status";
+      return status(status_name);
+    }
+    if (*list_cmd) {
+      sub = "list";
+      return list();
+    }
+    if (*run_cmd) {
+      sub = "run";
+      return run(run_opts);
+    }
+  } catch (const std::exception& e) {
+    // cadre::error and std::invalid_argument carry messages written for the user.
+    std::fprintf(stderr, "cadre %s: %s\n", sub, e.what());
+    return kExitFailure;
+  }
+  return kExitUsage;  // unreachable: require_subcommand(1)
+}
