@@ -281,6 +281,7 @@ class Cluster {
       const bool quitting = quit_.load();
       if (quitting && fds.size() == 1) return;
       const int rc = ::poll(fds.data(), fds.size(), quitting ? 100 : 1000);
+      if (rc == 0 && !quitting) reclaim_dead_clients();
       if (rc == 0 && quitting) {
         close_outputs();
         return;
@@ -384,6 +385,18 @@ class Cluster {
       } catch (const std::exception& ex) {
         std::fprintf(stderr, "cadre: cannot restart engine %d: %s\n", i, ex.what());
       }
+    }
+  }
+
+  /// Frees what clients that died without detaching owned, so the next client finds the segment clean
+  /// and engines stop working for them.
+  void reclaim_dead_clients() noexcept {
+    for (std::uint32_t c = 0; c < detail::kMaxClients; ++c) {
+      auto& s = seg_.client(c);
+      std::int32_t pid = s.pid.load();
+      if (pid == 0 || detail::process_alive(pid) || !s.pid.compare_exchange_strong(pid, 0)) continue;
+      if (s.counted_runnable.exchange(0)) seg_.header().runnable.fetch_sub(1);
+      seg_.reclaim(detail::client_tag(c), true);
     }
   }
 

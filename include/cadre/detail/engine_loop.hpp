@@ -194,7 +194,8 @@ class Engine {
 
   void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
-    if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen) {
+    if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen ||
+        seg_.client(c).pid.load(std::memory_order_relaxed) == 0) {
       // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it, and the
       // block references it carried.
       if (h.block) release_quietly(h.block, kNsRef);

@@ -94,8 +94,9 @@ class Segment {
       } catch (const bip::interprocess_exception& e) {
         if (e.get_error_code() != bip::already_exists_error || attempt > 0) throw;
         if (!remove_if_stale(cfg.cluster))
-          throw connection_error("a cluster named '" + cfg.cluster + "' is already running; stop it with `cadre stop --name " +
-                                 cfg.cluster + "` or choose another name");
+          throw connection_error("a cluster named '" + cfg.cluster + "' is already running (or /dev/shm/" + name +
+                                 " belongs to someone else); stop it with `cadre stop --name " + cfg.cluster +
+                                 "` or choose another name");
       }
     }
     try {
@@ -177,8 +178,7 @@ class Segment {
       // Half-made (no ready header) or absent: stale unless a creator is still initialising it.
     }
     if (creator > 0 && process_alive(creator)) return false;
-    remove(cluster);
-    return true;
+    return remove(cluster);  // false: it is not ours to remove (another user's file of that name)
   }
 
   SegmentHeader& header() const noexcept { return *reinterpret_cast<SegmentHeader*>(base_); }
@@ -266,8 +266,9 @@ class Segment {
   }
 
   /// Frees every block owned by `tag` (a dead process): namespace references vanish with the process;
-  /// blocks still pinned by readers are freed by the last reader's release().
-  void reclaim(std::uint32_t tag) const {
+  /// blocks still pinned by readers are freed by the last reader's release(). With drop_pins, the pins
+  /// go too (a dead client's unread results: the pins were its own).
+  void reclaim(std::uint32_t tag, bool drop_pins = false) const {
     const auto& h = header();
     PageEntry* pages = page_table();
     for (std::uint64_t p = 0; p < h.heap_pages;) {
@@ -278,9 +279,10 @@ class Segment {
       const std::uint64_t off = h.heap_off + p * kPageSize, run = pages[p].run;
       auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
       std::uint64_t r = b->refs.load();
-      while (!b->refs.compare_exchange_weak(r, r & (kNsRef - 1))) {
+      const std::uint64_t keep = drop_pins ? 0 : (kNsRef - 1);
+      while (!b->refs.compare_exchange_weak(r, r & keep)) {
       }
-      if ((r & (kNsRef - 1)) == 0) free_pages(off, run);  // no reader holds a pin (or never referenced)
+      if ((r & keep) == 0) free_pages(off, run);  // no reader holds a pin (or never referenced)
       p += run;
     }
   }

@@ -303,7 +303,7 @@ class ShmTransport final : public Transport {
           // A client that died without detaching: take its slot over and free what it owned.
           if (!s.pid.compare_exchange_strong(cur, 0)) continue;
           if (s.counted_runnable.exchange(0)) seg_->header().runnable.fetch_sub(1);
-          seg_->reclaim(client_tag(c));
+          seg_->reclaim(client_tag(c), true);
           cur = 0;
         }
         if (cur == 0 && s.pid.compare_exchange_strong(cur, me)) {
