@@ -236,7 +236,7 @@ void put_args(Writer& w, Args&&... args) {
 
 /// Decodes arguments of types P... in order (a braced initializer evaluates left to right).
 template <class... P, std::size_t... I>
-std::tuple<P...> get_args(Reader& r, std::span<const std::byte> all, Namespace& ns, std::index_sequence<I...>) {
+std::tuple<P...> get_args([[maybe_unused]] Reader& r, [[maybe_unused]] std::span<const std::byte> all, [[maybe_unused]] Namespace& ns, std::index_sequence<I...>) {
   return std::tuple<P...>{get_arg<P>(r, all, ns, I)...};
 }
 

@@ -130,7 +130,8 @@ class ShmTransport final : public Transport {
             if (std::uint64_t(at) + len > b->bytes) throw decode_error("completion payload exceeds its block");
             c.bytes = {seg_->block_data(block) + at, len};
             auto seg = seg_;
-            c.hold = std::shared_ptr<void>(nullptr, [seg, block](void*) {
+            // Non-null, so that holders can tell a held payload from an inline one.
+            c.hold = std::shared_ptr<void>(static_cast<void*>(seg_->block_data(block)), [seg, block](void*) {
               try {
                 seg->release(block, kPin);
               } catch (...) {

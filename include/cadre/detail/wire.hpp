@@ -29,9 +29,9 @@ class Writer {
     bytes(&v, sizeof v);
   }
   void bytes(const void* p, std::size_t n) {
-    const std::size_t at = out_.size();
-    out_.resize(at + n);
-    if (n) std::memcpy(out_.data() + at, p, n);
+    // insert, not resize + memcpy: no zero-fill of bytes that are overwritten at once.
+    const auto* b = static_cast<const std::byte*>(p);
+    out_.insert(out_.end(), b, b + n);
   }
   void str(std::string_view s) {
     put(std::uint32_t(s.size()));
