@@ -11,6 +11,7 @@
 #include <cadre/detail/layout.hpp>
 #include <cadre/detail/sys.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 
@@ -67,13 +68,20 @@ class RunnableToken {
 template <class Ready>
 bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::uint64_t sleep_ns) {
   if (ready()) return true;
-  if (token.may_spin()) {
-    const std::uint64_t until = now_ns() + spin_budget_ns();
+  // The budget adapts: halved after a spin that ended in sleep (the peer did not get a CPU in time,
+  // e.g. other load on the machine), doubled back after one that succeeded.
+  thread_local std::uint64_t budget = spin_budget_ns();
+  if (token.may_spin() && budget > 0) {
+    const std::uint64_t until = now_ns() + budget;
     for (unsigned i = 1;; ++i) {
       cpu_relax();
-      if (ready()) return true;
-      if ((i & 63) == 0 && now_ns() > until) break;
+      if (ready()) {
+        budget = std::min(spin_budget_ns(), budget * 2 + 1000);
+        return true;
+      }
+      if ((i & 63) == 0 && (now_ns() > until || !token.may_spin())) break;
     }
+    budget = std::max<std::uint64_t>(budget / 2, 2000);
   }
   const std::uint32_t seen = bell.word->load(std::memory_order_acquire);
   bell.sleepers->fetch_add(1, std::memory_order_seq_cst);
