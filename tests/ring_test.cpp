@@ -1,0 +1,191 @@
+// tests/ring_test.cpp — the SPSC ring on its own, in ordinary memory: FIFO order, full and empty,
+// index wrap-around, and a two-thread checksum fuzz.
+#include "test_util.hpp"
+
+#include <cadre/detail/ring.hpp>
+
+#include <cstring>
+#include <memory>
+#include <thread>
+
+namespace {
+
+namespace cd = cadre::detail;
+using cd::kRingSlots;
+
+/// A ring in ordinary memory with both indices at `start`.
+std::unique_ptr<cd::RingStorage> make_ring(std::uint64_t start = 0) {
+  auto r = std::make_unique<cd::RingStorage>();
+  r->idx.head.store(start);
+  r->idx.tail.store(start);
+  return r;
+}
+
+void put(cd::RingProducer& p, std::uint64_t id) {
+  cd::RingSlot* s = p.try_claim();
+  ASSERT_NE(s, nullptr) << id;
+  s->task_id = id;
+  s->len = sizeof id;
+  std::memcpy(s->data, &id, sizeof id);
+  p.publish();
+}
+
+std::uint64_t take(cd::RingConsumer& c) {
+  const cd::RingSlot* s = c.peek();
+  if (!s) {
+    ADD_FAILURE() << "ring empty";
+    return ~0ull;
+  }
+  std::uint64_t v;
+  std::memcpy(&v, s->data, sizeof v);
+  EXPECT_EQ(v, s->task_id);
+  c.release();
+  return v;
+}
+
+TEST(ring, a_new_ring_is_empty) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  EXPECT_EQ(c.peek(), nullptr);
+  EXPECT_FALSE(c.has_data());
+  EXPECT_TRUE(p.empty());
+  EXPECT_NE(p.try_claim(), nullptr);
+}
+
+TEST(ring, records_come_out_in_the_order_they_went_in) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t i = 0; i < 10; ++i) put(p, i);
+  EXPECT_TRUE(c.has_data());
+  EXPECT_FALSE(p.empty());
+  for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(take(c), i);
+  EXPECT_EQ(c.peek(), nullptr);
+  EXPECT_TRUE(p.empty());
+}
+
+TEST(ring, an_unpublished_claim_is_invisible_to_the_consumer) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  cd::RingSlot* s = p.try_claim();
+  ASSERT_NE(s, nullptr);
+  s->task_id = 5;
+  EXPECT_EQ(c.peek(), nullptr);
+  EXPECT_EQ(p.try_claim(), s);  // claiming again without publishing gives the same slot
+  p.publish();
+  ASSERT_NE(c.peek(), nullptr);
+  EXPECT_EQ(c.peek()->task_id, 5u);
+}
+
+TEST(ring, is_full_after_kRingSlots_records_and_has_room_after_one_is_read) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t i = 0; i < kRingSlots; ++i) put(p, i);
+  EXPECT_EQ(p.try_claim(), nullptr);
+  EXPECT_EQ(p.try_claim(), nullptr);
+  EXPECT_EQ(take(c), 0u);
+  put(p, kRingSlots);
+  EXPECT_EQ(p.try_claim(), nullptr);
+  for (std::uint64_t i = 1; i <= kRingSlots; ++i) EXPECT_EQ(take(c), i);
+  EXPECT_EQ(c.peek(), nullptr);
+}
+
+TEST(ring, peek_without_release_returns_the_same_record) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  put(p, 1);
+  put(p, 2);
+  const cd::RingSlot* a = c.peek();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(c.peek(), a);
+  EXPECT_EQ(a->task_id, 1u);
+  c.release();
+  EXPECT_EQ(c.peek()->task_id, 2u);
+}
+
+TEST(ring, ends_made_later_continue_from_the_shared_indices) {
+  auto r = make_ring();
+  {
+    cd::RingProducer p(r.get());
+    for (std::uint64_t i = 0; i < 5; ++i) put(p, i);
+    cd::RingConsumer c(r.get());
+    EXPECT_EQ(take(c), 0u);
+    EXPECT_EQ(take(c), 1u);
+  }
+  cd::RingProducer p2(r.get());  // e.g. a restarted process
+  cd::RingConsumer c2(r.get());
+  put(p2, 5);
+  for (std::uint64_t i = 2; i <= 5; ++i) EXPECT_EQ(take(c2), i);
+}
+
+TEST(ring, indices_that_wrap_past_two_to_the_64_keep_fifo_order) {
+  auto r = make_ring(~std::uint64_t(0) - 100);
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t round = 0; round < 3; ++round) {
+    for (std::uint64_t i = 0; i < kRingSlots; ++i) put(p, round * 1000 + i);
+    EXPECT_EQ(p.try_claim(), nullptr);
+    for (std::uint64_t i = 0; i < kRingSlots; ++i) EXPECT_EQ(take(c), round * 1000 + i);
+    EXPECT_EQ(c.peek(), nullptr);
+  }
+  EXPECT_LT(r->idx.head.load(), 1000u);  // it did wrap
+}
+
+TEST(ring, reset_ring_empties_it) {
+  auto r = make_ring();
+  {
+    cd::RingProducer p(r.get());
+    for (std::uint64_t i = 0; i < 7; ++i) put(p, i);
+  }
+  cd::reset_ring(r.get());
+  cd::RingConsumer c(r.get());
+  EXPECT_EQ(c.peek(), nullptr);
+}
+
+TEST(ring, one_producer_and_one_consumer_thread_pass_a_million_records_without_loss) {
+  constexpr std::uint64_t kRecords = 1'000'000;
+  auto r = make_ring();
+  std::uint64_t sent_sum = 0, got_sum = 0, got = 0, out_of_order = 0;
+  std::thread producer([&] {
+    cd::RingProducer p(r.get());
+    for (std::uint64_t i = 0; i < kRecords; ++i) {
+      cd::RingSlot* s;
+      while (!(s = p.try_claim())) std::this_thread::yield();
+      const std::uint64_t payload = i * 2654435761u;
+      s->task_id = i;
+      s->len = sizeof payload;
+      std::memcpy(s->data, &payload, sizeof payload);
+      std::memcpy(s->data + cd::kInlineBytes - sizeof payload, &payload, sizeof payload);  // both ends of the slot
+      sent_sum += payload;
+      p.publish();
+    }
+  });
+  std::thread consumer([&] {
+    cd::RingConsumer c(r.get());
+    while (got < kRecords) {
+      const cd::RingSlot* s = c.peek();
+      if (!s) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::uint64_t a, b;
+      std::memcpy(&a, s->data, sizeof a);
+      std::memcpy(&b, s->data + cd::kInlineBytes - sizeof b, sizeof b);
+      if (s->task_id != got || a != b || a != got * 2654435761u) ++out_of_order;
+      got_sum += a;
+      ++got;
+      c.release();
+    }
+  });
+  producer.join();
+  consumer.join();
+  EXPECT_EQ(got, kRecords);
+  EXPECT_EQ(out_of_order, 0u);
+  EXPECT_EQ(got_sum, sent_sum);
+}
+
+}  // namespace
