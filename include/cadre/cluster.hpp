@@ -201,6 +201,7 @@ class Cluster {
       if (::pipe2(p, O_CLOEXEC) != 0) throw error(std::string("pipe2: ") + std::strerror(errno));
       read_end = p[0];
       out_fd = p[1];
+      ::fcntl(read_end, F_SETFL, O_NONBLOCK);  // the monitor must never block on an engine's output
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -258,23 +259,26 @@ class Cluster {
   /// The launcher's thread: reaps engines, forwards their output, restarts them.
   void monitor() noexcept {
     std::vector<pollfd> fds;
-    std::vector<std::pair<int, int>> what;  // (engine, 0 = pidfd / 1 = output)
+    struct Watch {
+      int engine, kind, fd;  // kind 0: pidfd, 1: output
+    };
+    std::vector<Watch> what;
     for (;;) {
       fds.clear();
       what.clear();
       fds.push_back({wake_[0], POLLIN, 0});
-      what.emplace_back(-1, 0);
+      what.push_back({-1, 0, wake_[0]});
       {
         std::lock_guard lock(mu_);
         for (int i = 0; i < int(engines_.size()); ++i) {
           const auto& e = engines_[std::size_t(i)];
           if (!e.reaped) {
             fds.push_back({e.pidfd, POLLIN, 0});
-            what.emplace_back(i, 0);
+            what.push_back({i, 0, e.pidfd});
           }
           if (e.out >= 0) {
             fds.push_back({e.out, POLLIN, 0});
-            what.emplace_back(i, 1);
+            what.push_back({i, 1, e.out});
           }
         }
       }
@@ -288,13 +292,13 @@ class Cluster {
       }
       for (std::size_t k = 0; k < fds.size(); ++k) {
         if (!fds[k].revents) continue;
-        const auto [i, kind] = what[k];
+        const auto [i, kind, fd] = what[k];
         if (i < 0) {
           char buf[64];
           while (::read(wake_[0], buf, sizeof buf) > 0) {
           }
         } else if (kind == 1) {
-          forward_output(i);
+          forward_output(i, fd);
         } else {
           reap(i);
         }
@@ -310,11 +314,13 @@ class Cluster {
     }
   }
 
-  void forward_output(int i) {
+  void forward_output(int i, int fd) {
     std::lock_guard lock(mu_);
     auto& e = engines_[std::size_t(i)];
+    if (e.out != fd || fd < 0) return;  // that engine was replaced since the poll: its pipe is closed
     char buf[65536];
     const ssize_t n = ::read(e.out, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
       if (!e.partial.empty()) std::fprintf(stderr, "[engine %d] %s\n", i, e.partial.c_str());
       e.partial.clear();
@@ -328,6 +334,31 @@ class Cluster {
       std::fprintf(stderr, "[engine %d] %.*s\n", i, int(nl - start), e.partial.data() + start);
     e.partial.erase(0, start);
     std::fflush(stderr);
+  }
+
+  /// Forwards what a dead engine left in its pipe and closes it (before a replacement gets a new one).
+  void drain_output(int i) {
+    for (;;) {
+      int fd;
+      {
+        std::lock_guard lock(mu_);
+        fd = engines_[std::size_t(i)].out;
+      }
+      if (fd < 0) return;
+      forward_output(i, fd);  // closes the pipe at end of file
+      std::lock_guard lock(mu_);
+      if (engines_[std::size_t(i)].out == fd) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) {  // nothing more now: a grandchild may still hold the pipe; let it go
+          if (!engines_[std::size_t(i)].partial.empty())
+            std::fprintf(stderr, "[engine %d] %s\n", i, engines_[std::size_t(i)].partial.c_str());
+          engines_[std::size_t(i)].partial.clear();
+          ::close(fd);
+          engines_[std::size_t(i)].out = -1;
+          return;
+        }
+      }
+    }
   }
 
   void close_outputs() {
@@ -362,6 +393,7 @@ class Cluster {
     seg_.reclaim(detail::engine_tag(std::uint32_t(i)));
     detail::teardown_set_pid(teardown_, i, 0);
     bool restart = false;
+    drain_output(i);
     {
       std::lock_guard lock(mu_);
       auto& e = engines_[std::size_t(i)];

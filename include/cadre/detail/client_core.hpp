@@ -114,8 +114,8 @@ class ClientCore {
 
   /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
   /// False when it is running or finished.
-  /// A running task is interrupted: its engine jumps out of it and serves on (get() throws aborted_error).
-  /// False when it already finished.
+  /// Aborts a task. A queued one never runs; a running one is interrupted (its engine jumps out of it
+  /// and serves on; get() throws aborted_error). False when it already finished.
   bool abort(TaskState& t) {
     if (t.is_done()) return false;
     if (t.balanced) {
@@ -358,6 +358,11 @@ class ClientCore {
     std::vector<std::uint64_t> taken(kLbQueues);
     for (std::uint32_t q = 0; q < kLbQueues; ++q) taken[q] = t_->balanced_taken(q);
     drain();  // completions posted just before a death still count
+    for (const auto& c : lost) {
+      bool someone_else = false;
+      for (const auto& l : live) someone_else |= l.queue == c.queue && l.pos == c.pos;
+      if (!someone_else && c.pos < taken[c.queue]) t_->release_balanced(c.queue, c.pos);
+    }
 
     for (auto& t : tasks) {
       if (t->is_done()) continue;

@@ -19,6 +19,9 @@
 #include <tbb/global_control.h>
 
 #include <csetjmp>
+#include <link.h>
+#include <sys/time.h>
+#include <ucontext.h>
 #include <cxxabi.h>
 #include <sys/prctl.h>
 
@@ -63,10 +66,13 @@ class Engine {
     capture_.start();
     me_.crash[0] = 0;
     install_crash_handlers(me_.crash, sizeof me_.crash, capture_.original_stderr());
+    find_program_text(interrupt_state());
     struct sigaction sa{};
-    sa.sa_handler = &Engine::on_interrupt;
+    sa.sa_sigaction = &Engine::on_interrupt;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGUSR2, &sa, nullptr);
+    ::sigaction(SIGALRM, &sa, nullptr);  // the retry timer: same check, with the interrupted context
     me_.pid.store(::getpid(), std::memory_order_relaxed);
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
@@ -318,19 +324,54 @@ class Engine {
     sigjmp_buf jump;
     volatile sig_atomic_t armed = 0;
     EngineSlot* slot = nullptr;
+    std::uintptr_t text_lo = 0, text_hi = 0;  // executable code of the main program
   };
   static InterruptState& interrupt_state() noexcept {
     static InterruptState s;
     return s;
   }
-  static void on_interrupt(int) {
-    auto& ix = interrupt_state();
-    if (ix.armed && ix.slot && ix.slot->abort_task.load() == ix.slot->current_task.load() &&
-        ix.slot->abort_client.load() == ix.slot->current_client.load()) {
-      ix.armed = 0;
-      siglongjmp(ix.jump, 1);
-    }
+
+  /// Where the main program's code lies: a task is only interrupted while it runs there, never inside
+  /// a shared library (jumping out of malloc or a library lock would wreck the engine).
+  static void find_program_text(InterruptState& ix) noexcept {
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) {
+          auto& s = *static_cast<InterruptState*>(data);
+          for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const auto& ph = info->dlpi_phdr[i];
+            if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+            const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr, hi = lo + ph.p_memsz;
+            if (!s.text_lo || lo < s.text_lo) s.text_lo = lo;
+            if (hi > s.text_hi) s.text_hi = hi;
+          }
+          return 1;  // the first entry is the main program
+        },
+        &ix);
   }
+
+  static void on_interrupt(int, siginfo_t*, void* context) {
+    auto& ix = interrupt_state();
+    if (!ix.armed || !ix.slot || ix.slot->abort_task.load() != ix.slot->current_task.load() ||
+        ix.slot->abort_client.load() != ix.slot->current_client.load())
+      return;
+#if defined(__x86_64__)
+    const auto pc = std::uintptr_t(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+    const auto pc = std::uintptr_t(static_cast<ucontext_t*>(context)->uc_mcontext.pc);
+#else
+    const std::uintptr_t pc = ix.text_lo;
+#endif
+    if (pc < ix.text_lo || pc >= ix.text_hi) {
+      // In a library (malloc, a lock, I/O): ask again in a millisecond.
+      itimerval t{};
+      t.it_value.tv_usec = 1000;
+      ::setitimer(ITIMER_REAL, &t, nullptr);
+      return;
+    }
+    ix.armed = 0;
+    siglongjmp(ix.jump, 1);
+  }
+
 
   void run_apply(std::span<const std::byte> data) {
     Reader r(data);

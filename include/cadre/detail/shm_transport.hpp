@@ -252,12 +252,27 @@ class ShmTransport final : public Transport {
     return s.state.compare_exchange_strong(st, std::uint32_t(LbState::cancelled), std::memory_order_acq_rel);
   }
 
+  void release_balanced(std::uint32_t q, std::uint64_t pos) override {
+    LbQueue& Q = *seg_->lb_queue(slot_, q);
+    LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+    std::uint64_t expected = pos + 1;
+    if (pos < Q.tail.load(std::memory_order_acquire))
+      s.seq.compare_exchange_strong(expected, pos + kLbSlots, std::memory_order_acq_rel);  // as its engine would have
+  }
+
   std::uint64_t balanced_taken(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->tail.load(std::memory_order_acquire); }
   std::uint64_t balanced_mask(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->mask.load(std::memory_order_acquire); }
 
   bool balanced_claim(std::uint32_t e, std::uint32_t& q, std::uint64_t& pos, bool dead) override {
-    std::uint64_t w = seg_->engine(e).lb_claim.load(std::memory_order_acquire);
-    if (dead && w == 0) w = seg_->engine(e).dead_claim.load(std::memory_order_acquire);
+    const EngineSlot& s = seg_->engine(e);
+    std::uint64_t w = s.lb_claim.load(std::memory_order_acquire);
+    if (dead) {
+      // Reaped (and maybe replaced): the launcher moved the claim to dead_claim; lb_claim may already be
+      // the replacement's. Not reaped yet (launcher gone too): lb_claim is still the dead engine's.
+      const auto st = EngineState(s.state.load(std::memory_order_acquire));
+      const std::uint64_t saved = s.dead_claim.load(std::memory_order_acquire);
+      w = saved != 0 || !(st == EngineState::dead || st == EngineState::stopped || !process_alive(s.pid.load())) ? saved : w;
+    }
     if (w == 0 || (w >> 60) != slot_ + 1) return false;
     q = std::uint32_t((w >> 56) & 15);
     pos = w & ((1ull << 56) - 1);

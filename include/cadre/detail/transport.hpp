@@ -72,6 +72,8 @@ class Transport {
                                  std::span<const std::byte> head, std::uint64_t deadline_ns, std::uint64_t& pos) = 0;
   /// Aborts the queued task at (q, pos): true if no engine had started it (it never will).
   virtual bool cancel_balanced(std::uint32_t q, std::uint64_t pos) = 0;
+  /// Frees the slot of a task taken by an engine that died before freeing it.
+  virtual void release_balanced(std::uint32_t q, std::uint64_t pos) = 0;
   /// Positions below this have been taken by engines.
   virtual std::uint64_t balanced_taken(std::uint32_t q) = 0;
   /// The engines allowed on queue q.
