@@ -255,8 +255,7 @@ TEST(engine_death, the_pages_of_a_dead_engine_are_reclaimed) {
 // ---- restarted engines -------------------------------------------------------------------------------
 
 TEST(engine_restart, a_killed_engine_is_replaced_under_the_same_id) {
-  ScratchDir logs;  // engine output to files: see the DISABLED_ test on restarts with output pipes below
-  cadre::Cluster c({.engines = 2, .name = unique_name("restart"), .restart_engines = true, .log_dir = logs.path});
+  cadre::Cluster c({.engines = 2, .name = unique_name("restart"), .restart_engines = true});
   cadre::Client client = c.client();
   const pid_t old_pid = c.pids()[1];
   client[1]["before"] = 1;
@@ -274,15 +273,10 @@ TEST(engine_restart, a_killed_engine_is_replaced_under_the_same_id) {
   EXPECT_EQ(client[cadre::all].apply_sync(twice, 5), (std::vector<int>{10, 10}));
 }
 
-// BUG (cluster.hpp, Cluster::monitor → reap → spawn, then forward_output): fds are polled by engine
-// index. When one poll reports both the dead engine's pidfd and its output pipe, reap() restarts the
-// engine first and spawn() replaces e.out with the new engine's pipe (leaking the old fd); then
-// forward_output(i) does a blocking read() on the *new* pipe while holding mu_. The new engine has
-// written nothing, so the monitor blocks forever holding mu_: pids() blocks, no engine is reaped again,
-// and ~Cluster hangs. Likely whenever an engine that was writing output is killed. Fix: remember the fd
-// each pollfd came from and ignore it if e.out changed; close the old pipe in reap(); make the read end
-// O_NONBLOCK; never block while holding mu_. (The restart tests above use log_dir to avoid this.)
-TEST(engine_restart, DISABLED_restarting_an_engine_whose_output_goes_to_a_pipe_does_not_deadlock_the_launcher) {
+// A regression test: when one poll() reported both a dead engine's pidfd and its output pipe, the
+// launcher restarted the engine first and then read — blocking, holding its mutex — from the
+// replacement's empty pipe, so pids() and ~Cluster hung forever.
+TEST(engine_restart, restarting_an_engine_whose_output_goes_to_a_pipe_does_not_deadlock_the_launcher) {
   const std::string name = unique_name("restartpipe");
   const ChildResult r = run_in_child(
       [&] {
@@ -316,8 +310,7 @@ TEST(engine_restart, DISABLED_restarting_an_engine_whose_output_goes_to_a_pipe_d
 // incarnation the task was sent to (e.g. record pid in TaskState at submit; have the launcher keep the
 // last exit signal per generation).
 TEST(engine_restart, DISABLED_the_error_of_a_restarted_engine_names_the_pid_and_signal_that_died) {
-  ScratchDir logs;
-  cadre::Cluster c({.engines = 2, .name = unique_name("restartpid"), .restart_engines = true, .log_dir = logs.path});
+  cadre::Cluster c({.engines = 2, .name = unique_name("restartpid"), .restart_engines = true});
   cadre::Client client = c.client();
   const pid_t old_pid = c.pids()[1];
   cadre::AsyncResult<int> sleeping = client[1].apply_async(sleep_ms, 60000);
@@ -341,9 +334,8 @@ TEST(engine_restart, DISABLED_the_error_of_a_restarted_engine_names_the_pid_and_
 // the dead engine's consumer and skip its unread command records (tail = head; ring.hpp's reset_ring()
 // is never called) before reclaim(); or have the engine drop stale-generation records without
 // releasing their blocks, since reclaim() already freed them.
-TEST(engine_restart, DISABLED_large_pushes_queued_for_a_killed_engine_do_not_free_its_replacements_values) {
-  ScratchDir logs;
-  cadre::Cluster c({.engines = 2, .name = unique_name("aba"), .restart_engines = true, .log_dir = logs.path});
+TEST(engine_restart, large_pushes_queued_for_a_killed_engine_do_not_free_its_replacements_values) {
+  cadre::Cluster c({.engines = 2, .name = unique_name("aba"), .restart_engines = true});
   cadre::Client client = c.client();
   cadre::EngineView e1 = client[1];
   const pid_t old_pid = c.pids()[1];
@@ -365,10 +357,8 @@ TEST(engine_restart, DISABLED_large_pushes_queued_for_a_killed_engine_do_not_fre
 
 // ---- clients that die ------------------------------------------------------------------------------
 
-// Passes today only because results are copied out of their blocks as soon as they arrive (see
-// core_test's DISABLED_a_large_result_is_read_in_place_from_the_segment); once results are held in
-// place, a dead client's pins must still be dropped when its slot is taken over — which
-// Segment::reclaim does not do yet (segment_test's DISABLED_reclaiming_a_dead_clients_tag_frees_...).
+// A client that dies holds pins: on its own result blocks and on engine blocks it pulled in place.
+// Taking its slot over must give every one of those pages back.
 TEST(client_death, results_a_dead_client_held_are_freed_when_its_slot_is_taken_over) {
   const std::string name = unique_name("deadclient");
   cadre::Cluster c({.engines = 1, .name = name});

@@ -106,7 +106,7 @@ class AsyncResult {
   }
 
   /// True when every task has finished (successfully or not).
-  bool ready() const noexcept {
+  bool ready() const {
     for (const auto& t : state().tasks)
       if (!t->is_done()) return false;
     return true;
@@ -177,12 +177,12 @@ class AsyncResult {
   }
 
   /// Tasks finished so far, and in all.
-  std::size_t progress() const noexcept {
+  std::size_t progress() const {
     std::size_t n = 0;
     for (const auto& t : state().tasks) n += t->is_done();
     return n;
   }
-  std::size_t size() const noexcept { return state().tasks.size(); }
+  std::size_t size() const { return state().tasks.size(); }
 
   /// Waits, showing progress on stderr: redrawn in place on a terminal, one summary line otherwise.
   void wait_interactive(std::chrono::milliseconds interval = std::chrono::milliseconds(100)) const {

@@ -149,8 +149,8 @@ class Cluster {
     try {
       if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw error(std::string("pipe2: ") + std::strerror(errno));
       engines_.resize(std::size_t(n));
+      monitor_ = std::thread([this] { monitor(); });  // first: a failed spawn must still see the others reaped
       for (int i = 0; i < n; ++i) spawn(i);
-      monitor_ = std::thread([this] { monitor(); });
       wait_until_ready();
     } catch (...) {
       stop();

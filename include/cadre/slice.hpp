@@ -41,7 +41,8 @@ inline int resolve_index(int i, int n) {
 /// The engine ids a slice selects among n engines (Python semantics); std::out_of_range for a zero
 /// step or a slice that selects no engine.
 inline std::vector<int> resolve_slice(const slice& s, int n) {
-  if (s.step == 0) throw std::out_of_range("slice step cannot be zero");
+  if (s.step == 0)
+    throw std::out_of_range("slice step cannot be zero (" + valid_range(n) + "); use 1, or a negative step to go backwards");
   auto clamp = [n](long v, bool up) -> long {
     if (v == end) return up ? n : n - 1;
     if (v < 0) v += n;

@@ -203,8 +203,9 @@ class Engine {
     if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen ||
         seg_.client(c).pid.load(std::memory_order_relaxed) == 0) {
       // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it, and the
-      // block references it carried.
-      if (h.block) release_quietly(h.block, kNsRef);
+      // block references it carried — except blocks of an earlier incarnation, which the launcher
+      // already reclaimed when it reaped that engine (they may belong to new values by now).
+      if (h.block && (balanced || h.engine_gen == generation_)) release_quietly(h.block, kNsRef);
       if (h.kind == RecordKind::scatter_view) {
         try {
           Reader r(payload(h, slot));
@@ -468,6 +469,13 @@ class Engine {
   /// Posts a completion to client c, waiting for room if the client is slow to drain.
   void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, std::uint64_t block,
                 std::uint32_t at) noexcept {
+    if (seg_.client(c).pid.load(std::memory_order_acquire) == 0) {
+      // The client is gone (and its slot swept): nobody will read this.
+      if (block) release_quietly(block, kPin);
+      out_.clear();
+      err_.clear();
+      return;
+    }
     const bool output = !block && (!out_.empty() || !err_.empty());
     if (output) put_output_trailer(result_, out_, err_);
     out_.clear();
@@ -479,10 +487,12 @@ class Engine {
         std::memcpy(seg_.block_data(block), result_.data(), len);
         at = 0;
       }
-    } catch (const capacity_error& e) {
+    } catch (const capacity_error&) {
+      // The message must fit the slot: no block could be had for it either.
       status = Status::capacity_error;
-      error_payload({e.what()});
-      len = result_.size();
+      error_payload({"no room in the cluster's segment for a result of " + std::to_string(len) +
+                     " bytes; erase values or start the cluster with a larger segment"});
+      len = std::min(result_.size(), kInlineBytes);
       block = 0;
     }
     RingSlot* s = nullptr;

@@ -6,6 +6,7 @@
 #include <cadre/detail/segment.hpp>
 #include <cadre/detail/transport.hpp>
 #include <cadre/detail/waiter.hpp>
+#include <cadre/detail/wire.hpp>
 
 #include <unistd.h>
 
@@ -146,8 +147,10 @@ class ShmTransport final : public Transport {
           c.status = Status::decode_error;
           c.head = {};
           c.hold.reset();
-          error_.assign(err.what());
-          c.bytes = {reinterpret_cast<const std::byte*>(error_.data()), error_.size()};
+          error_.clear();
+          Writer w(error_);
+          put_strings(w, {err.what()});
+          c.bytes = error_;
         }
         if (mine) {
           f(c);
@@ -364,7 +367,7 @@ class ShmTransport final : public Transport {
   std::vector<int> pidfds_;
   std::vector<int> pidfd_pids_;
   RunnableToken token_;
-  std::string error_;
+  std::vector<std::byte> error_;
   std::uint64_t lb_head_[kLbQueues] = {};
   std::uint32_t next_wake_ = 0;
 };

@@ -21,6 +21,7 @@ namespace cadre::detail {
 
 struct TeardownEntry {
   std::atomic<bool> used{false};
+  pid_t owner = 0;  // the launcher; a forked child inherits the table but owns none of it
   char shm[160] = {};
   std::atomic<pid_t> pids[kMaxEngines] = {};
 };
@@ -35,7 +36,7 @@ inline TeardownEntry* teardown_table() noexcept {
 inline void teardown_handler(int sig) {
   for (int i = 0; i < kTeardownEntries; ++i) {
     TeardownEntry& e = teardown_table()[i];
-    if (!e.used.load()) continue;
+    if (!e.used.load() || e.owner != ::getpid()) continue;
     for (auto& p : e.pids)
       if (pid_t pid = p.load(); pid > 0) ::kill(pid, SIGKILL);  // engines this process started and has not reaped
     ::shm_unlink(e.shm);
@@ -65,6 +66,7 @@ inline int teardown_register(const std::string& shm) noexcept {
     bool expected = false;
     if (!e.used.load() && e.used.compare_exchange_strong(expected, true)) {
       for (auto& p : e.pids) p.store(0);
+      e.owner = ::getpid();
       std::snprintf(e.shm, sizeof e.shm, "/%s", shm.c_str());
       return i;
     }
