@@ -240,6 +240,21 @@ std::tuple<P...> get_args([[maybe_unused]] Reader& r, [[maybe_unused]] std::span
   return std::tuple<P...>{get_arg<P>(r, all, ns, I)...};
 }
 
+/// Calls run(fn) with the callable a frame carries: the resolved function pointer, or the object
+/// rebuilt from its bytes.
+template <class Fn, class Run>
+void with_callable(const CallFrame& f, Run&& run) {
+  if constexpr (std::is_pointer_v<Fn>) {
+    Fn fn = reinterpret_cast<Fn>(f.fn);
+    run(fn);
+  } else {
+    if (f.callable.size() != sizeof(Fn)) throw decode_error("callable object has the wrong size");
+    alignas(Fn) std::byte storage[sizeof(Fn)];
+    std::memcpy(storage, f.callable.data(), sizeof(Fn));  // implicitly creates the trivially copyable object
+    run(*std::launder(reinterpret_cast<Fn*>(storage)));
+  }
+}
+
 template <class Fn, bool TakesNs, class... P>
 void thunk(CallFrame& f) {
   Reader r(f.args);
@@ -258,15 +273,7 @@ void thunk(CallFrame& f) {
     if constexpr (std::is_void_v<R>) call(fn);
     else encode_typed<std::decay_t<R>>(call(fn), *f.result);
   };
-  if constexpr (std::is_pointer_v<Fn>) {
-    Fn fn = reinterpret_cast<Fn>(f.fn);
-    run(fn);
-  } else {
-    if (f.callable.size() != sizeof(Fn)) throw decode_error("callable object has the wrong size");
-    alignas(Fn) std::byte storage[sizeof(Fn)];
-    std::memcpy(storage, f.callable.data(), sizeof(Fn));  // implicitly creates the trivially copyable object
-    run(*std::launder(reinterpret_cast<Fn*>(storage)));
-  }
+  with_callable<Fn>(f, run);
 }
 
 template <class Fn, bool TakesNs, class Params>

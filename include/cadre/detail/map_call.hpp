@@ -31,15 +31,7 @@ void map_thunk(CallFrame& f) {
       std::apply([&](const auto&... c) { out.push_back(std::invoke(fn, c[k]...)); }, cols);
     encode_typed(out, *f.result);
   };
-  if constexpr (std::is_pointer_v<Fn>) {
-    Fn fn = reinterpret_cast<Fn>(f.fn);
-    run(fn);
-  } else {
-    if (f.callable.size() != sizeof(Fn)) throw decode_error("callable object has the wrong size");
-    alignas(Fn) std::byte storage[sizeof(Fn)];
-    std::memcpy(storage, f.callable.data(), sizeof(Fn));
-    run(*std::launder(reinterpret_cast<Fn*>(storage)));
-  }
+  with_callable<Fn>(f, run);
 }
 
 }  // namespace cadre::detail
