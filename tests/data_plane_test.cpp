@@ -640,7 +640,7 @@ TEST_F(data_errors, oversize_scatter_throws_capacity_error_and_the_cluster_still
 // never returns. map_async of a large input (and apply with large arguments) on a full segment hits
 // it. Fix: in submit(), catch around try_send, erase the task from pending_ (or fail() it) and
 // rethrow.
-TEST_F(data_errors, DISABLED_map_over_an_input_too_large_for_the_segment_leaves_no_task_pending) {
+TEST_F(data_errors, map_over_an_input_too_large_for_the_segment_leaves_no_task_pending) {
   cadre::Cluster small(cluster_options(2, "mapcap", 64u << 20));
   const cadre::Client src = small.client();
   const std::vector<double> big((128u << 20) / sizeof(double));  // 64 MiB per engine: no room
@@ -775,7 +775,7 @@ TEST_F(shared_vector, too_large_for_the_segment_throws_capacity_error) {
 // with SIGSEGV. Expected: it behaves like an empty array (every engine gets an empty slice) or
 // throws std::invalid_argument. Runs the scatter in a forked child so the crash does not take the
 // test binary down.
-TEST_F(shared_vector, DISABLED_a_default_constructed_handle_scatters_without_crashing) {
+TEST_F(shared_vector, a_default_constructed_handle_scatters_without_crashing) {
   GTEST_FLAG_SET(death_test_style, "fast");
   const auto v = all();
   EXPECT_EXIT(
@@ -796,7 +796,7 @@ TEST_F(shared_vector, DISABLED_a_default_constructed_handle_scatters_without_cra
 // they drop the value, release a reference they never got (freeing B's block under its owner);
 // the references were taken on A's block, which therefore never frees. Expected:
 // std::invalid_argument before anything is sent (compare v.segment() with the view's segment).
-TEST_F(shared_vector, DISABLED_scatter_to_another_clusters_view_throws_invalid_argument) {
+TEST_F(shared_vector, scatter_to_another_clusters_view_throws_invalid_argument) {
   cadre::Cluster other(cluster_options(4, "other"));
   const cadre::Client orc = other.client();
   // In both segments the first heap block sits at the same offset.
@@ -825,7 +825,7 @@ TEST_F(shared_vector, DISABLED_scatter_to_another_clusters_view_throws_invalid_a
 // kSharedTag, which the dead-process reclaim never frees, so the array leaks for the life of the
 // cluster. Fix: retain only once the record is sent, or release the reference when the returned
 // task has already failed (t->failure set); the same for any exception from submit.
-TEST_F(shared_vector, DISABLED_scatter_to_a_dead_engine_does_not_leak_the_array) {
+TEST_F(shared_vector, scatter_to_a_dead_engine_does_not_leak_the_array) {
   cadre::Cluster two(cluster_options(2, "dead"));
   const cadre::Client trc = two.client();
   ASSERT_EQ(::kill(two.pids()[1], SIGKILL), 0);
