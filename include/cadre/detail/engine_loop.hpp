@@ -247,7 +247,7 @@ class Engine {
             // A slice of a shared array has no header in front: send a copy with one.
             const std::uint64_t n = where.raw_count == ~std::uint64_t(0) ? 0 : where.raw_count;
             encode_raw_envelope(result_, where.value.type_hash, where.value.type, n, where.value.payload);
-          } else if (where.block) {
+          } else if (where.block && sizeof(std::uint64_t) + sizeof(std::uint32_t) + where.value.type.size() <= kInlineBytes) {
             // The payload stays where it is: the client reads it in place, then drops this pin.
             seg_.retain(where.block, kPin);
             reply_block = where.block;
@@ -255,6 +255,15 @@ class Engine {
             result_len_override_ = where.value.payload.size();
             head_.clear();
             put_type_head(head_, where.value.type_hash, where.value.type);
+          } else if (where.block) {
+            // A type name too long for the slot's inline head: send a copy of the whole envelope.
+            const std::size_t off = envelope_payload_offset(where.value.type.size());
+            result_.assign(off, std::byte{0});
+            const EnvelopeHeader eh{where.value.type_hash, std::uint32_t(where.value.type.size()), std::uint32_t(off),
+                                    where.value.payload.size()};
+            std::memcpy(result_.data(), &eh, sizeof eh);
+            std::memcpy(result_.data() + sizeof eh, where.value.type.data(), where.value.type.size());
+            result_.insert(result_.end(), where.value.payload.begin(), where.value.payload.end());
           } else {
             result_.assign(where.envelope.begin(), where.envelope.end());
           }

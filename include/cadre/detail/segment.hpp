@@ -150,7 +150,10 @@ class Segment {
           if (h.layout_version != kLayoutVersion)
             throw connection_error("cluster '" + std::string(cluster) + "' uses segment layout " + std::to_string(h.layout_version) +
                                    ", this program expects " + std::to_string(kLayoutVersion) + "; rebuild against the same cadre version");
-          if (h.segment_size != s.size_ || layout(h.engine_count, h.segment_size).heap_off != h.heap_off)
+          const Map m = h.engine_count >= 1 && h.engine_count <= kMaxEngines ? layout(h.engine_count, h.segment_size) : Map{};
+          if (h.segment_size != s.size_ || h.engine_count < 1 || h.engine_count > kMaxEngines || m.heap_pages < 4 ||
+              m.heap_off != h.heap_off || m.engines_off != h.engines_off || m.clients_off != h.clients_off ||
+              m.rings_off != h.rings_off || m.lbq_off != h.lbq_off || m.pages_off != h.pages_off || m.heap_pages != h.heap_pages)
             throw connection_error("segment of cluster '" + std::string(cluster) + "' is inconsistent (corrupt header)");
           return s;
         }
