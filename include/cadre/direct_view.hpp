@@ -123,13 +123,9 @@ class DirectView : public detail::BasicView<false> {
  private:
   template <class Range>
   static auto chunk_of(const Range& r, detail::Chunk c) {
-    using V = std::ranges::range_value_t<const Range>;
     auto b = std::ranges::begin(r);
     std::ranges::advance(b, std::ranges::range_difference_t<const Range>(c.begin));
-    std::vector<V> out;
-    out.reserve(c.count);
-    for (std::size_t i = 0; i < c.count; ++i, ++b) out.push_back(*b);
-    return out;
+    return detail::take_n(b, c.count);
   }
 };
 

@@ -136,19 +136,11 @@ class LoadBalancedView {
       const std::size_t count = std::min(per_task, n - at);
       buf.clear();
       std::apply([&](auto&... rest) {
-        detail::encode_map(buf, t.engines_run_this_program(), t, f, take(it, count), take(rest, count)...);
+        detail::encode_map(buf, t.engines_run_this_program(), t, f, detail::take_n(it, count), detail::take_n(rest, count)...);
       }, its);
       tasks.push_back(submit(buf));
     }
     return AsyncMapResult<R>(core_, std::move(tasks), opts.ordered);
-  }
-
-  template <class It>
-  static auto take(It& it, std::size_t count) {
-    std::vector<std::decay_t<decltype(*it)>> out;
-    out.reserve(count);
-    for (std::size_t i = 0; i < count; ++i, ++it) out.push_back(*it);
-    return out;
   }
 
   std::shared_ptr<detail::ClientCore> core_;

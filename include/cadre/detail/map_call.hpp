@@ -13,6 +13,15 @@ namespace cadre::detail {
 template <class F, class... Ranges>
 using map_result_t = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const std::ranges::range_value_t<Ranges>&...>>;
 
+/// The next `count` elements from `it` (advanced past them), as a vector: one map task's chunk.
+template <class It>
+auto take_n(It& it, std::size_t count) {
+  std::vector<std::decay_t<decltype(*it)>> out;
+  out.reserve(count);
+  for (std::size_t i = 0; i < count; ++i, ++it) out.push_back(*it);
+  return out;
+}
+
 /// Engine side: decodes one std::vector per input sequence, calls f on the zipped elements, returns
 /// std::vector<R>. `f` is the resolved function pointer, or the callable's bytes.
 template <class Fn, class R, class... V>
