@@ -143,7 +143,7 @@ std::vector<Task> scatter_eigen(const Targets& view, std::string_view name, cons
     S* dst = reinterpret_cast<S*>(ps[p].payload + kRawHeader);
     if (M::IsVectorAtCompileTime || M::IsRowMajor) {
       copy_bytes(dst, m.data() + c.begin * cols, c.count * cols * sizeof(S));
-    } else {
+    } else if (c.count != 0) {
       // Column-major: a row block is one strided run per column, copied straight into place.
       const std::size_t rows = std::size_t(m.rows());
       for (std::size_t j = 0; j < cols; ++j) std::memcpy(dst + j * c.count, m.data() + j * rows + c.begin, c.count * sizeof(S));
@@ -220,9 +220,11 @@ void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vec
   throw_errors(tasks, ErrorPolicy::first);
   using V = std::vector<E>;
   std::vector<TypedView> views;
+  std::vector<std::uint64_t> counts;  // validated once: the engine's block is read, never re-read
   std::size_t total = 0;
   for (const auto& t : tasks) {
     views.push_back(typed_of(*t));
+    counts.push_back(1);
     const TypedView& v = views.back();
     if (v.type_hash == type_hash<V>()) {
       if constexpr (is_raw_array_v<V>) {
@@ -230,6 +232,7 @@ void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vec
         if (v.payload.size() < sizeof raw) throw decode_error("gather: truncated array from engine " + std::to_string(t->engine));
         std::memcpy(raw, v.payload.data(), sizeof raw);
         if (raw[0] > (v.payload.size() - sizeof raw) / sizeof(E)) throw decode_error("gather: corrupt array from engine " + std::to_string(t->engine));
+        counts.back() = raw[0];
         total += raw[0];
       }
     } else if (v.type_hash == type_hash<E>()) {
@@ -246,10 +249,8 @@ void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vec
     if (v.type_hash == type_hash<E>()) {
       out.push_back(decode<E>(v.payload));
     } else if constexpr (is_raw_array_v<V>) {
-      std::uint64_t count;
-      std::memcpy(&count, v.payload.data(), sizeof count);
       const E* p = reinterpret_cast<const E*>(v.payload.data() + kRawHeader);
-      out.insert(out.end(), p, p + count);  // into reserved capacity: one copy, no zero-fill
+      out.insert(out.end(), p, p + counts[i]);  // into reserved capacity: one copy, no zero-fill
     } else {
       auto part = decode<V>(v.payload);
       out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));

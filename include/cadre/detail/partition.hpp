@@ -25,7 +25,7 @@ inline Chunk partition(std::size_t n, std::size_t k, std::size_t p) noexcept {
 inline void copy_bytes(void* dst, const void* src, std::size_t n) {
   constexpr std::size_t kParallel = 16u << 20, kGrain = 4u << 20;
   if (n < kParallel) {
-    std::memcpy(dst, src, n);
+    if (n != 0) std::memcpy(dst, src, n);  // an empty source may be a null pointer
     return;
   }
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, (n + kGrain - 1) / kGrain), [&](const tbb::blocked_range<std::size_t>& r) {

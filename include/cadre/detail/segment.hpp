@@ -92,8 +92,10 @@ class Segment {
         s.shm_ = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write, bip::permissions(0600));
         break;
       } catch (const bip::interprocess_exception& e) {
-        if (e.get_error_code() != bip::already_exists_error || attempt > 0) throw;
-        if (!remove_if_stale(cfg.cluster))
+        if (e.get_error_code() != bip::already_exists_error)
+          throw connection_error("cannot create /dev/shm/" + name + " for cluster '" + cfg.cluster + "': " + e.what());
+        // A second "already exists" means someone re-created the name since we removed a stale one.
+        if (attempt > 0 || !remove_if_stale(cfg.cluster))
           throw connection_error("a cluster named '" + cfg.cluster + "' is already running (or /dev/shm/" + name +
                                  " belongs to someone else); stop it with `cadre stop --name " + cfg.cluster +
                                  "` or choose another name");
@@ -111,6 +113,10 @@ class Segment {
       s.base_ = static_cast<std::byte*>(s.region_.get_address());
       s.size_ = cfg.size;
       s.init(cfg, m);
+    } catch (const bip::interprocess_exception& e) {
+      s.region_ = bip::mapped_region();
+      bip::shared_memory_object::remove(name.c_str());
+      throw connection_error("cannot size or map /dev/shm/" + name + " for cluster '" + cfg.cluster + "': " + e.what());
     } catch (...) {
       s.region_ = bip::mapped_region();
       bip::shared_memory_object::remove(name.c_str());
@@ -173,6 +179,9 @@ class Segment {
 
   /// Removes the segment if its launcher is gone. True if removed (or absent).
   static bool remove_if_stale(std::string_view cluster) {
+    // Never another user's file, even as root (who may unlink anything in /dev/shm despite its sticky bit).
+    struct stat st{};
+    if (::stat(("/dev/shm/" + shm_name(cluster)).c_str(), &st) == 0 && st.st_uid != ::geteuid()) return false;
     pid_t creator = 0;
     try {
       Segment s = open(cluster, std::chrono::milliseconds(200));

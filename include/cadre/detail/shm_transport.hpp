@@ -279,7 +279,7 @@ class ShmTransport final : public Transport {
     if (w == 0 || (w >> 60) != slot_ + 1) return false;
     q = std::uint32_t((w >> 56) & 15);
     pos = w & ((1ull << 56) - 1);
-    return true;
+    return q < kLbQueues;  // a word no engine could have written is no claim
   }
 
   bool interrupt(std::uint32_t e, std::uint64_t task) override {
