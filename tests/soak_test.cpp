@@ -2,7 +2,7 @@
 // than cores), checking every result, the longest single wait, and that neither the segment nor the
 // client's memory grows.
 //
-// Each cluster size runs for CADRE_SOAK_SECONDS seconds (default 10, what CI runs). The full soak is
+// Each cluster size runs for CADRE_SOAK_SECONDS seconds (default 10; tools/test and CI run 60). The full soak is
 // 600 seconds per size:
 //
 //     CADRE_SOAK_SECONDS=600 ./cadre_tests --gtest_filter='soak.*'
