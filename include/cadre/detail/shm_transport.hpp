@@ -103,7 +103,7 @@ class ShmTransport final : public Transport {
       if (!head.empty()) std::memcpy(s->data, head.data(), head.size());
     }
     producers_[e].publish();
-    Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers}.ring();
+    if (Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers}.ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return true;
   }
 
@@ -170,7 +170,7 @@ class ShmTransport final : public Transport {
                  if (c.has_data()) return true;
                return false;
              },
-             timeout_ns);
+             timeout_ns, !woke_engine_.exchange(false, std::memory_order_relaxed));
   }
 
   EngineHealth health(std::uint32_t e, bool probe = true) override {
@@ -367,6 +367,7 @@ class ShmTransport final : public Transport {
   std::vector<int> pidfds_;
   std::vector<int> pidfd_pids_;
   RunnableToken token_;
+  std::atomic<bool> woke_engine_{false};  // a send woke a sleeping engine: wait() sleeps without spinning
   std::vector<std::byte> error_;
   std::uint64_t lb_head_[kLbQueues] = {};
   std::uint32_t next_wake_ = 0;

@@ -31,13 +31,13 @@ struct Doorbell {
   std::atomic<std::uint32_t>* word;
   std::atomic<std::uint32_t>* sleepers;
 
-  /// Called by a producer right after publishing: wakes the sleepers, if any.
-  void ring() const noexcept {
+  /// Called by a producer right after publishing: wakes the sleepers, if any. True if there were.
+  bool ring() const noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // publication before the sleepers read
-    if (sleepers->load(std::memory_order_relaxed) != 0) {
-      word->fetch_add(1, std::memory_order_release);
-      futex_wake(word, INT_MAX);
-    }
+    if (sleepers->load(std::memory_order_relaxed) == 0) return false;
+    word->fetch_add(1, std::memory_order_release);
+    futex_wake(word, INT_MAX);
+    return true;
   }
 };
 
@@ -65,13 +65,15 @@ class RunnableToken {
 
 /// Waits until ready() or until sleep_ns of sleeping have passed (0: no limit). Returns ready().
 /// Callers loop around it, doing their liveness checks between calls.
+/// spin = false sleeps at once: the caller knows the answer comes from a peer it just woke, whose
+/// wake-up takes longer than any spin budget (and on a busy machine may need this very CPU).
 template <class Ready>
-bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::uint64_t sleep_ns) {
+bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::uint64_t sleep_ns, bool spin = true) {
   if (ready()) return true;
   // The budget adapts: halved after a spin that ended in sleep (the peer did not get a CPU in time,
   // e.g. other load on the machine), doubled back after one that succeeded.
   thread_local std::uint64_t budget = spin_budget_ns();
-  if (token.may_spin() && budget > 0) {
+  if (spin && token.may_spin() && budget > 0) {
     const std::uint64_t until = now_ns() + budget;
     for (unsigned i = 1;; ++i) {
       cpu_relax();
