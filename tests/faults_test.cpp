@@ -453,9 +453,7 @@ TEST(client_killed, mid_task_leaves_a_cluster_that_later_clients_use_fully_and_i
     for (int i = 0; i < 3; ++i) {
       ASSERT_NO_THROW(three.push_back(std::make_unique<cadre::Client>(name))) << "client " << i;
     }
-    // Let the dead clients' tasks finish and each new client drain its slot before anyone allocates:
-    // records a dead client left unread must not meet new blocks at their offsets (see
-    // DISABLED_its_unread_results_do_not_free_a_block_of_the_next_client_of_its_slot below).
+    // Let the dead clients' tasks finish before going on.
     ASSERT_TRUE(wait_until([&] {
       for (const auto& q : rc.queue_status())
         if (q.running || q.queued) return false;
@@ -523,17 +521,8 @@ TEST(client_killed, the_result_of_its_task_finishing_after_the_sweep_is_freed_wi
       << mib(seg.used_bytes()) << " MiB in use, " << mib(baseline) << " MiB before";
 }
 
-// BUG (cluster.hpp, Cluster::reclaim_dead_clients, and shm_transport.hpp, ShmTransport::claim_slot, with
-// ShmTransport::poll): when a dead client's slot is reclaimed, reclaim(client_tag, drop_pins = true)
-// frees the result blocks of completions that are still unread in the slot's completion rings, but the
-// records stay in the rings. The next client of that slot drains them in poll() ("not mine") and calls
-// release(block, kPin) on each offset again. If the offset was allocated anew in between — first fit
-// hands it out again at once — the stale release drops a reference of someone else's block: here the new
-// client's own 1 MiB result is freed under it and get() fails with decode_error ("corrupt header"), or a
-// value silently loses its memory. Suggested fix: while the dead pid still owns the slot (CAS it to a
-// "reclaiming" marker, not to 0), consume the slot's completion rings — release each record's pin and
-// move tail to head — then reclaim what is left, then free the slot.
-TEST(client_killed, DISABLED_its_unread_results_do_not_free_a_block_of_the_next_client_of_its_slot) {
+// A dead client's unread completions are released once, when its slot is retired, never again by the next client of the slot.
+TEST(client_killed, its_unread_results_do_not_free_a_block_of_the_next_client_of_its_slot) {
   using cadre::detail::ShmTransport;
   const std::string name = ft_name();
   cadre::Cluster cluster({.engines = 1, .name = name});

@@ -387,6 +387,7 @@ class Cluster {
     slot.exit_signal.store(sig);
     slot.exit_code.store(si.si_code == CLD_EXITED ? si.si_status : -1);
     if (slot.counted_runnable.exchange(0)) seg_.header().runnable.fetch_sub(1);
+    slot.completing.store(0, std::memory_order_release);  // it may have died posting a completion
     slot.dead_claim.store(slot.lb_claim.exchange(0), std::memory_order_release);
     const bool stopping = stopped_.load();
     slot.state.store(std::uint32_t(stopping && sig == 0 ? detail::EngineState::stopped : detail::EngineState::dead), std::memory_order_release);
@@ -425,10 +426,8 @@ class Cluster {
   void reclaim_dead_clients() noexcept {
     for (std::uint32_t c = 0; c < detail::kMaxClients; ++c) {
       auto& s = seg_.client(c);
-      std::int32_t pid = s.pid.load();
-      if (pid == 0 || detail::process_alive(pid) || !s.pid.compare_exchange_strong(pid, 0)) continue;
-      if (s.counted_runnable.exchange(0)) seg_.header().runnable.fetch_sub(1);
-      seg_.reclaim(detail::client_tag(c), true);
+      const std::int32_t pid = s.pid.load();
+      if (pid != 0 && !detail::Segment::slot_holder_alive(pid)) seg_.retire_client(c, pid, true);
     }
   }
 

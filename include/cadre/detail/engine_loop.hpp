@@ -65,6 +65,7 @@ class Engine {
     cap_threads();
     capture_.start();
     me_.crash[0] = 0;
+    me_.completing.store(0, std::memory_order_relaxed);  // an earlier incarnation may have died posting
     install_crash_handlers(me_.crash, sizeof me_.crash, capture_.original_stderr());
     find_program_text(interrupt_state());
     struct sigaction sa{};
@@ -80,7 +81,7 @@ class Engine {
     for (;;) {
       bool worked = false;
       for (std::uint32_t c = 0; c < kMaxClients; ++c) {
-        if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0 && !commands_[c].has_data()) continue;
+        if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0 && !commands_[c].has_data()) continue;
         for (int batch = 0; batch < 64; ++batch) {
           const RingSlot* slot = commands_[c].peek();
           if (!slot) break;
@@ -121,7 +122,7 @@ class Engine {
 
   bool balanced_ready() noexcept {
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
-      if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0) continue;
+      if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
       for (std::uint32_t q = 0; q < kLbQueues; ++q) {
         const LbQueue& Q = *seg_.lb_queue(c, q);
         if (!eligible(Q)) continue;
@@ -136,7 +137,7 @@ class Engine {
   bool claim_balanced() noexcept {
     for (std::uint32_t k = 0; k < kMaxClients * kLbQueues; ++k) {
       const std::uint32_t i = (next_queue_ + k) % (kMaxClients * kLbQueues), c = i / kLbQueues, q = i % kLbQueues;
-      if (seg_.client(c).pid.load(std::memory_order_relaxed) == 0) continue;
+      if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
       LbQueue& Q = *seg_.lb_queue(c, q);
       if (!eligible(Q)) continue;
       std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
@@ -203,7 +204,7 @@ class Engine {
   void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
     if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen ||
-        seg_.client(c).pid.load(std::memory_order_relaxed) == 0) {
+        seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) {
       // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it, and the
       // block references it carried — except blocks of an earlier incarnation, which the launcher
       // already reclaimed when it reaped that engine (they may belong to new values by now).
@@ -487,11 +488,20 @@ class Engine {
   /// Posts a completion to client c, waiting for room if the client is slow to drain.
   void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, std::uint64_t block,
                 std::uint32_t at) noexcept {
-    if (seg_.client(c).pid.load(std::memory_order_acquire) == 0) {
-      // The client is gone (and its slot swept): nobody will read this.
+    // Announce the completion before checking that the client is still there: whoever retires the
+    // slot bumps its generation and then waits for `completing` to clear (Segment::retire_client).
+    me_.completing.store(c + 1, std::memory_order_seq_cst);
+    struct Done {
+      EngineSlot& me;
+      ~Done() { me.completing.store(0, std::memory_order_release); }
+    } done{me_};
+    ClientSlot& cs = seg_.client(c);
+    if (cs.pid.load(std::memory_order_seq_cst) <= 0 || cs.generation.load(std::memory_order_seq_cst) != h.client_gen) {
+      // The client is gone (or its slot is being retired): nobody will read this.
       if (block) release_quietly(block, kPin);
       out_.clear();
       err_.clear();
+      result_len_override_ = 0;
       return;
     }
     const bool output = !block && (!out_.empty() || !err_.empty());
@@ -516,9 +526,10 @@ class Engine {
     RingSlot* s = nullptr;
     for (unsigned spins = 0; !(s = completions_[c].try_claim()); ++spins) {
       const pid_t client = seg_.client(c).pid.load(std::memory_order_relaxed);
-      if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen || client == 0 ||
+      if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen || client <= 0 ||
           ((spins & 1023) == 1023 && !process_alive(client))) {
         if (block) release_quietly(block, kPin);
+        result_len_override_ = 0;
         return;  // the client went away
       }
       if (spins < 64) cpu_relax();

@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -92,6 +92,9 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::uint64_t> lb_claim;
   std::atomic<std::uint64_t> dead_claim;  // lb_claim of the last incarnation, saved by the launcher when it reaped it
   std::atomic<std::uint64_t> crash_task;  // the task running when the crash report was written
+  // 1 + the client slot this engine is posting a completion to, 0 when none: whoever retires a client
+  // slot waits for it to clear, so no completion of the old client lands in the rings it emptied.
+  std::atomic<std::uint32_t> completing;
   char crash[2048];                       // the crashing engine's stack, "module+0xoffset" lines (crash_report.hpp)
   // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
@@ -99,7 +102,9 @@ struct alignas(kCacheLine) EngineSlot {
 };
 
 struct alignas(kCacheLine) ClientSlot {
-  std::atomic<std::int32_t> pid;            // 0: free; claimed by CAS, released by store
+  // 0: free; claimed by CAS, released by store. Negative: -(pid) of a process that is retiring the slot
+  // (Segment::retire_client): not free yet, and no client of it is served any more.
+  std::atomic<std::int32_t> pid;
   std::atomic<std::uint32_t> generation;    // bumped on each claim
   std::atomic<std::uint32_t> counted_runnable;
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;  // engines bump it after publishing a completion

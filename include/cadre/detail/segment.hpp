@@ -299,6 +299,50 @@ class Segment {
     }
   }
 
+  /// Whether the process holding a client slot (ClientSlot::pid: a client, or -pid of one retiring it) lives.
+  static bool slot_holder_alive(std::int32_t pid) noexcept { return pid != 0 && process_alive(pid > 0 ? pid : -pid); }
+
+  /// Retires client slot c, held by `holder` (ClientSlot::pid as read), and frees it. For a client that
+  /// detaches (dead = false) or died (dead = true; its client-tagged blocks go too, pins included).
+  /// While the slot is marked as retiring, the generation is bumped so engines drop the old client's
+  /// records and completions; engines posting a completion to it right now are waited for; then every
+  /// unread completion's pin is released and its ring emptied — so the next client of the slot finds
+  /// no record of the old one (a stale record's block may by then belong to someone else). False when
+  /// another process took the slot first.
+  bool retire_client(std::uint32_t c, std::int32_t holder, bool dead) const noexcept {
+    ClientSlot& s = client(c);
+    if (holder == 0 || !s.pid.compare_exchange_strong(holder, -std::int32_t(::getpid()), std::memory_order_seq_cst)) return false;
+    s.generation.fetch_add(1, std::memory_order_seq_cst);
+    if (dead && s.counted_runnable.exchange(0)) header().runnable.fetch_sub(1);
+    for (std::uint32_t e = 0; e < engines(); ++e) {
+      // Pairs with the engine's seq_cst store of `completing` before it re-reads the generation: either
+      // it sees the new generation and drops its completion, or we see it posting and wait.
+      EngineSlot& es = engine(e);
+      const std::uint64_t deadline = now_ns() + 2'000'000'000u;
+      for (unsigned spins = 0; es.completing.load(std::memory_order_seq_cst) == c + 1; ++spins) {
+        if (now_ns() > deadline || ((spins & 255) == 255 && !process_alive(es.pid.load()))) break;
+        ::usleep(50);
+      }
+    }
+    for (std::uint32_t e = 0; e < engines(); ++e) {
+      RingStorage* r = completion_ring(e, c);
+      std::uint64_t tail = r->idx.tail.load(std::memory_order_acquire);
+      const std::uint64_t head = r->idx.head.load(std::memory_order_acquire);
+      for (; tail != head && head - tail <= kRingSlots; ++tail) {
+        if (const std::uint64_t block = r->slots[tail & (kRingSlots - 1)].block) {
+          try {
+            release(block, kPin);
+          } catch (...) {
+          }
+        }
+        r->idx.tail.store(tail + 1, std::memory_order_release);
+      }
+    }
+    if (dead) reclaim(client_tag(c), true);
+    s.pid.store(0, std::memory_order_release);
+    return true;
+  }
+
   std::uint64_t heap_bytes() const noexcept { return header().heap_pages * kPageSize; }
   std::uint64_t used_bytes() const noexcept { return header().used_pages.load(std::memory_order_relaxed) * kPageSize; }
 

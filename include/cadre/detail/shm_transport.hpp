@@ -47,13 +47,9 @@ class ShmTransport final : public Transport {
     for (int fd : pidfds_)
       if (fd >= 0) ::close(fd);
     token_.set(false);
-    // Results that were never read still hold pins on blocks tagged with this slot: reclaim them.
-    for (std::uint32_t e = 0; e < consumers_.size(); ++e)
-      while (const RingSlot* s = consumers_[e].peek()) {
-        if (s->block) release_pin(s->block);
-        consumers_[e].release();
-      }
-    seg_->client(slot_).pid.store(0, std::memory_order_release);
+    // Results that were never read still hold pins: retire_client releases them (after engines still
+    // posting to this slot are done) and frees the slot.
+    if (!seg_->retire_client(slot_, ::getpid(), false)) seg_->client(slot_).pid.store(0, std::memory_order_release);
   }
 
   std::uint32_t engine_count() const override { return std::uint32_t(producers_.size()); }
@@ -318,11 +314,10 @@ class ShmTransport final : public Transport {
       for (std::uint32_t c = 0; c < kMaxClients; ++c) {
         auto& s = seg_->client(c);
         std::int32_t cur = s.pid.load();
-        if (pass == 1 && cur != 0 && !process_alive(cur)) {
-          // A client that died without detaching: take its slot over and free what it owned.
-          if (!s.pid.compare_exchange_strong(cur, 0)) continue;
-          if (s.counted_runnable.exchange(0)) seg_->header().runnable.fetch_sub(1);
-          seg_->reclaim(client_tag(c), true);
+        if (pass == 1 && cur != 0 && !Segment::slot_holder_alive(cur)) {
+          // A client that died without detaching (or died retiring a dead one's slot): empty its rings,
+          // free what it owned, and take the slot over.
+          if (!seg_->retire_client(c, cur, true)) continue;
           cur = 0;
         }
         if (cur == 0 && s.pid.compare_exchange_strong(cur, me)) {
