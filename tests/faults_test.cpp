@@ -668,16 +668,8 @@ TEST(launcher_killed, a_new_cluster_of_the_same_name_replaces_the_stale_segment)
   EXPECT_TRUE(still_running_after(pids, 3s).empty());
 }
 
-// BUG (engine_loop.hpp, Engine::serve): an engine notices that its launcher died only between tasks
-// (the getppid() check after an idle wait). An engine running a long or endless task when the launcher
-// is SIGKILLed goes on as an orphan — for the task's whole length, forever for a `for(;;)` — burning a
-// CPU and holding the segment's memory, though nothing can ever read its result. <sys/prctl.h> is
-// included but unused. Suggested fix: prctl(PR_SET_PDEATHSIG, SIGKILL) at the start of serve(), then
-// re-check getppid() against the launcher (it may have died before the prctl); note PDEATHSIG follows
-// the *thread* that spawned the engine (restarts are spawned by the monitor thread, which lives as long
-// as the Cluster, but the first engines by the constructing thread), so a small watchdog thread that
-// polls a pidfd of the launcher is the more robust alternative.
-TEST(launcher_killed, DISABLED_an_engine_busy_in_an_endless_task_exits_too) {
+// An engine running a task that never returns exits too when its launcher is SIGKILLed: no orphan.
+TEST(launcher_killed, an_engine_busy_in_an_endless_task_exits_too) {
   const std::string name = ft_name();
   auto launcher = start_launcher(name, /*busy_engine0=*/true);
   const auto pids = launcher->receive<pid_t>(2);

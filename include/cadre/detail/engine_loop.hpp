@@ -23,10 +23,12 @@
 #include <sys/time.h>
 #include <ucontext.h>
 #include <cxxabi.h>
-#include <sys/prctl.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 
 #include <memory>
 #include <optional>
+#include <thread>
 
 namespace cadre::detail {
 
@@ -43,6 +45,59 @@ struct RecordHead {
 inline RecordHead copy_head(const RingSlot& s) noexcept {
   return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.reserved[0], s.reserved[1], s.started_ns};
 }
+
+/// Ends the engine process as soon as its launcher dies, even while a task runs: the serve loop only
+/// notices between tasks, and an engine left running a long (or endless) task would be an orphan that
+/// burns a CPU and holds the segment, though nobody can ever read its result. A thread of its own,
+/// asleep in poll() on a pidfd of the launcher (kernels without pidfd: getppid() five times a second),
+/// with every signal blocked so that SIGUSR2/SIGALRM/crash signals reach the thread that runs tasks.
+class LauncherWatch {
+ public:
+  LauncherWatch(pid_t launcher, EngineSlot& me) noexcept : stop_(::eventfd(0, EFD_CLOEXEC)) {
+    if (stop_ < 0 || launcher <= 0) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      thread_ = std::thread([this, launcher, &me] { run(launcher, me); });
+    } catch (...) {
+      // No thread: the serve loop's own check between tasks remains.
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  LauncherWatch(const LauncherWatch&) = delete;
+  LauncherWatch& operator=(const LauncherWatch&) = delete;
+  ~LauncherWatch() {
+    if (thread_.joinable()) {
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(stop_, &one, sizeof one);
+      thread_.join();
+    }
+    if (stop_ >= 0) ::close(stop_);
+  }
+
+ private:
+  void run(pid_t launcher, EngineSlot& me) noexcept {
+    const int pidfd = pidfd_open(launcher);
+    // Opened after the launcher died, the pidfd may name another process that got its pid: the
+    // launcher must still be our parent once the pidfd is open.
+    bool gone = ::getppid() != launcher;
+    while (!gone) {
+      pollfd fds[2] = {{stop_, POLLIN, 0}, {pidfd, POLLIN, 0}};
+      const int rc = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 200);
+      if (rc > 0 && fds[0].revents) {
+        if (pidfd >= 0) ::close(pidfd);
+        return;  // the engine stops on its own
+      }
+      gone = pidfd >= 0 ? rc > 0 && fds[1].revents != 0 : ::getppid() != launcher;
+    }
+    me.state.store(std::uint32_t(EngineState::stopped), std::memory_order_release);
+    ::_exit(0);  // nobody would reap, stop or read us any more
+  }
+
+  int stop_;
+  std::thread thread_;
+};
 
 class Engine {
  public:
@@ -77,6 +132,7 @@ class Engine {
     me_.pid.store(::getpid(), std::memory_order_relaxed);
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
+    const LauncherWatch watch(launcher_, me_);
     const Doorbell bell{&me_.doorbell, &me_.sleepers};
     for (;;) {
       bool worked = false;
