@@ -304,12 +304,8 @@ TEST(engine_restart, restarting_an_engine_whose_output_goes_to_a_pipe_does_not_d
   cadre::detail::Segment::remove(name);  // what a hung child could not remove
 }
 
-// BUG (client_core.hpp, ClientCore::check_health): when the engine was already replaced, the error is
-// built from the *replacement's* health: pid() is the new engine's pid and signal() is 0, so the message
-// says "engine 1 (pid <new>) died" about a process that is alive. Keep the pid and signal of the
-// incarnation the task was sent to (e.g. record pid in TaskState at submit; have the launcher keep the
-// last exit signal per generation).
-TEST(engine_restart, DISABLED_the_error_of_a_restarted_engine_names_the_pid_and_signal_that_died) {
+// The error of a task whose engine was killed and replaced names the killed pid and signal, not the replacement's.
+TEST(engine_restart, the_error_of_a_restarted_engine_names_the_pid_and_signal_that_died) {
   cadre::Cluster c({.engines = 2, .name = unique_name("restartpid"), .restart_engines = true});
   cadre::Client client = c.client();
   const pid_t old_pid = c.pids()[1];

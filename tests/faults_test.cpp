@@ -78,10 +78,8 @@ class KillableCluster {
   cadre::Client& client() { return client_; }
   pid_t pid(int i) const { return pids_[std::size_t(i)]; }
 
-  /// The signal an engine_error for the killed engine must carry (0: any). With restarts, the error of a
-  /// task whose engine was already replaced names the replacement (signal 0): a known bug, see
-  /// engine_killed_with_restarts.DISABLED_a_task_of_the_killed_incarnation_fails_with_sigkill below.
-  int expected_signal() const { return restarts() ? 0 : SIGKILL; }
+  /// The signal an engine_error for the killed engine must carry, with or without a replacement.
+  int expected_signal() const { return SIGKILL; }
 
   /// After engine `victim` was killed: without restarts, a new task on it fails fast with engine_error
   /// (SIGKILL); with restarts, a replacement with the same id and a new pid answers. Either way every
@@ -174,9 +172,8 @@ TEST_P(engine_killed, while_many_small_results_flow_fails_exactly_the_unfinished
   }
   killer.join();
 
-  // A task that finds the killed engine's queue full before the launcher has reaped it fails at once
-  // with signal 0 (see DISABLED_tasks_sent_into_its_full_queue_fail_with_sigkill below): the signal is
-  // checked only for the others, of which there must be some.
+  // A task sent after the kill carries the signal once the launcher has reaped the engine (it waits for
+  // that, see tasks_sent_into_its_full_queue_fail_with_sigkill below); it is checked to be named at all.
   int ok = 0, failed = 0, ok_after_failure = 0, wrong = 0, with_sigkill = 0;
   for (std::size_t i = 0; i < on_victim.size(); ++i) {
     const auto r = settle(on_victim[i]);
@@ -283,12 +280,8 @@ TEST(engine_killed_mid_scatter, DISABLED_with_restarts_fails_only_its_part_or_de
   kill_an_engine_during_a_200_mb_scatter(k);
 }
 
-// BUG (client_core.hpp, ClientCore::check_health; cluster.hpp, Cluster::spawn): when the launcher has
-// already replaced the engine, the error of a task sent to the dead incarnation is built from the
-// replacement's health: signal() is 0 (spawn() resets exit_signal) and pid() is the new engine's.
-// The tests above accept signal 0 with restarts; this one asks for SIGKILL, as the contract says.
-// (Same cause as errors_test.cpp DISABLED_the_error_of_a_restarted_engine_names_the_pid_and_signal_that_died.)
-TEST(engine_killed_with_restarts, DISABLED_a_task_of_the_killed_incarnation_fails_with_sigkill) {
+// A task of an engine that was killed and already replaced fails naming the killed pid and SIGKILL.
+TEST(engine_killed_with_restarts, a_task_of_the_killed_incarnation_fails_with_sigkill) {
   ScratchDir logs;
   cadre::Cluster c({.engines = 2, .name = ft_name(), .restart_engines = true, .log_dir = logs.path});
   cadre::Client client = c.client();
@@ -590,17 +583,9 @@ std::unique_ptr<ChildProcess> start_launcher(const std::string& name, bool busy_
   return ChildProcess::exec_test("fault_child.holds_a_cluster_and_sleeps", env);
 }
 
-// BUG (client_core.hpp, ClientCore::submit, the loop for a full queue): when the engine's ring is full,
-// submit() asks the OS whether the engine lives (health(e), a pidfd probe) and, if it is dead, fails the
-// task at once with the signal the launcher has recorded — which is 0 until the launcher reaps the
-// engine. check_health() waits up to 100 ms for the launcher for exactly this reason; submit() does not.
-// So on a busy machine (the launcher's thread not scheduled for a few ms) tasks sent right after an
-// engine died fail with signal() == 0 instead of SIGKILL; seen in while_many_small_results_flow_* under
-// load. Here the launcher is held still with SIGSTOP while the tasks are sent (a few ms): the 256 that
-// fit in the ring fail with SIGKILL, the 44 that find it full with 0. Suggested fix: in submit(), when
-// the probe says dead but no signal is recorded, leave the task pending (tracked, not sent) for
-// check_health() to fail after its grace period, or apply the same grace before failing it.
-TEST(engine_killed_before_the_launcher_noticed, DISABLED_tasks_sent_into_its_full_queue_fail_with_sigkill) {
+// Tasks that find a killed engine's queue full before the launcher has reaped it (held still here with
+// SIGSTOP) wait for the launcher and fail with SIGKILL, not with signal 0.
+TEST(engine_killed_before_the_launcher_noticed, tasks_sent_into_its_full_queue_fail_with_sigkill) {
   const std::string name = ft_name();
   auto launcher = start_launcher(name);
   const auto pids = launcher->receive<pid_t>(2);

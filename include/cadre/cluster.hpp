@@ -386,6 +386,9 @@ class Cluster {
     const int sig = (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) ? si.si_status : 0;
     slot.exit_signal.store(sig);
     slot.exit_code.store(si.si_code == CLD_EXITED ? si.si_status : -1);
+    slot.last_pid.store(pid);
+    slot.last_signal.store(sig);
+    slot.last_generation.store(slot.generation.load(), std::memory_order_release);  // before spawn() bumps it
     if (slot.counted_runnable.exchange(0)) seg_.header().runnable.fetch_sub(1);
     slot.completing.store(0, std::memory_order_release);  // it may have died posting a completion
     slot.dead_claim.store(slot.lb_claim.exchange(0), std::memory_order_release);

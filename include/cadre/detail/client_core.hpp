@@ -81,9 +81,14 @@ class ClientCore {
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
       progress(200'000);
-      if (!t_->health(e).alive) {
+      const EngineHealth now = t_->health(e);
+      if (!now.alive || now.generation != t->generation) {
         if (body) t_->discard(*body);
-        fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, t_->health(e).signal)));
+        // The launcher records how the engine died when it reaps it. Until it has (it may not have been
+        // scheduled yet), leave the task pending, unsent: check_health() fails it once the launcher has
+        // had its grace period, with the signal then known.
+        const EngineHealth recorded = t_->health(e, false);
+        if (!recorded.alive || recorded.generation != t->generation) fail(*t, death_of(e, t->generation, recorded));
         return t;
       }
       lock.lock();
@@ -369,8 +374,7 @@ class ClientCore {
       if (!t->balanced) {
         const std::uint32_t e = t->engine;
         const auto& h = health[e];
-        if (dead[e] || h.generation != t->generation)
-          fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, death_detail(h, dead[e]))));
+        if (dead[e] || h.generation != t->generation) fail(*t, death_of(e, t->generation, h, death_detail(h, dead[e])));
         continue;
       }
       if (!t->queued) continue;
@@ -383,8 +387,8 @@ class ClientCore {
           --t->retries_left;
           send_balanced(*t, t->record);  // run it again elsewhere
         } else {
-          fail(*t, std::make_exception_ptr(engine_error(int(c.engine), health[c.engine].pid, health[c.engine].signal,
-                                                        "it was running this load-balanced task" + death_detail(health[c.engine], true, "; "))));
+          fail(*t, death_of(c.engine, seen_gen_[c.engine], health[c.engine],
+                            "it was running this load-balanced task" + death_detail(health[c.engine], true, "; ")));
         }
       }
     }
@@ -394,6 +398,14 @@ class ClientCore {
         seen_gen_[e] = health[e].generation;
       }
     fail_orphaned(tasks, dead);
+  }
+
+  /// The error of a task sent to incarnation `gen` of engine e: it names that incarnation's pid and the
+  /// signal that killed it even when the launcher has replaced it since (h then describes the replacement).
+  static std::exception_ptr death_of(std::uint32_t e, std::uint32_t gen, const EngineHealth& h, std::string detail = {}) {
+    if (h.generation != gen && h.last_generation == gen)
+      return std::make_exception_ptr(engine_error(int(e), h.last_pid, h.last_signal, std::move(detail)));
+    return std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, std::move(detail)));
   }
 
   /// What to say about an engine's death: its stack at the crash, symbolized once per death.

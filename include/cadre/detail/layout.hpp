@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 5;
+inline constexpr std::uint32_t kLayoutVersion = 6;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -80,6 +80,12 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::uint32_t> generation;   // bumped on each (re)start; futures of an older generation fail
   std::atomic<std::int32_t> exit_signal;   // set by the launcher when it reaps the engine
   std::atomic<std::int32_t> exit_code;
+  // The last incarnation the launcher reaped: its pid, the signal that killed it (0: it exited) and its
+  // generation, written before a replacement is spawned and kept while it runs, so that the error of a
+  // task sent to the dead incarnation names it rather than the replacement.
+  std::atomic<std::int32_t> last_pid;
+  std::atomic<std::int32_t> last_signal;
+  std::atomic<std::uint32_t> last_generation;
   std::atomic<std::uint32_t> counted_runnable;  // 1 while this engine is counted in SegmentHeader::runnable
   std::atomic<std::uint64_t> heartbeat_ns;
   std::atomic<std::uint64_t> tasks_done;

@@ -174,6 +174,10 @@ class ShmTransport final : public Transport {
     EngineHealth h;
     h.pid = s.pid.load(std::memory_order_acquire);
     h.generation = s.generation.load(std::memory_order_acquire);
+    // Written by the launcher before it bumped the generation read above.
+    h.last_generation = s.last_generation.load(std::memory_order_acquire);
+    h.last_pid = s.last_pid.load(std::memory_order_relaxed);
+    h.last_signal = s.last_signal.load(std::memory_order_relaxed);
     const auto state = EngineState(s.state.load(std::memory_order_acquire));
     if (state == EngineState::dead || state == EngineState::stopped) {
       h.alive = false;

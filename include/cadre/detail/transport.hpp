@@ -38,6 +38,9 @@ struct EngineHealth {
   int pid = 0;
   int signal = 0;             // the signal that killed it, when known
   std::uint32_t generation = 0;
+  // The last incarnation that died (generation 0: none yet), kept after a replacement started.
+  int last_pid = 0, last_signal = 0;
+  std::uint32_t last_generation = 0;
 };
 
 class Transport {
