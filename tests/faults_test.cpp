@@ -263,19 +263,8 @@ TEST(engine_killed_mid_scatter, without_restarts_fails_only_its_part_and_frees_i
   kill_an_engine_during_a_200_mb_scatter(k);
 }
 
-// BUG (shm_transport.hpp, ShmTransport::allocate, with cluster.hpp, Cluster::reap): the blocks a client
-// fills for an engine (scatter, large push or argument) are tagged engine_tag(e) from the moment they
-// are allocated, before the engine has them. When the engine dies meanwhile, reap() reclaims every
-// block of that tag, including the one the client is still copying into; the client then sends the
-// freed offset — to the replacement, when engines restart — which fails the scatter with decode_error
-// ("block at offset ... has a corrupt header") instead of engine_error or success. Had the offset been
-// allocated again in between (another thread's push, the new engine's namespace), the client's copy
-// would overwrite that value and the replacement would adopt, and later free, a block it does not own.
-// Without restarts the same block is released a second time by discard() (harmless only while it stays
-// free). Suggested fix: tag blocks with the client's own tag (client_tag(slot)) until the engine adopts
-// them (the engine re-tags the pages, or the launcher skips blocks whose record is still unsent), and
-// have submit() fail the task with engine_error when the engine's generation changed since allocate().
-TEST(engine_killed_mid_scatter, DISABLED_with_restarts_fails_only_its_part_or_delivers_it_to_the_replacement) {
+// The block a client fills for an engine killed meanwhile stays the client's: its part fails or goes to the replacement.
+TEST(engine_killed_mid_scatter, with_restarts_fails_only_its_part_or_delivers_it_to_the_replacement) {
   KillableCluster k(true);
   kill_an_engine_during_a_200_mb_scatter(k);
 }

@@ -394,7 +394,11 @@ class Cluster {
     slot.dead_claim.store(slot.lb_claim.exchange(0), std::memory_order_release);
     const bool stopping = stopped_.load();
     slot.state.store(std::uint32_t(stopping && sig == 0 ? detail::EngineState::stopped : detail::EngineState::dead), std::memory_order_release);
+    // Pairs with the fence in ShmTransport::hand_over: a client either sees the engine dead and keeps its
+    // block, or handed it over before this reclaim looks at its owner tag.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     seg_.reclaim(detail::engine_tag(std::uint32_t(i)));
+    seg_.reclaim(detail::transit_tag(std::uint32_t(i)));
     detail::teardown_set_pid(teardown_, i, 0);
     bool restart = false;
     drain_output(i);

@@ -77,7 +77,14 @@ class ClientCore {
       return t;
     }
     std::unique_lock lock(send_mu_[e]);
-    while (!try_send(*t, e, kind, aux, head, body)) {
+    for (;;) {
+      const auto sent = try_send(*t, e, kind, aux, head, body);
+      if (sent == Transport::SendResult::sent) break;
+      if (sent == Transport::SendResult::engine_gone) {  // reaped since health() said it lived; body is freed
+        lock.unlock();
+        fail(*t, death_of(e, t->generation, t_->health(e, false), "it died before the task was sent"));
+        return t;
+      }
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
       progress(200'000);
@@ -194,7 +201,8 @@ class ClientCore {
   static constexpr std::uint64_t kHealthPeriodNs = 10'000'000;  // 10 ms: a dead engine fails its futures fast
 
   /// try_send that forgets the task when sending throws (e.g. no room to spill a large record).
-  bool try_send(TaskState& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body) {
+  Transport::SendResult try_send(TaskState& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
+                                 const OutBlock* body) {
     try {
       return t_->try_send(e, t.id, kind, aux, head, body);
     } catch (...) {

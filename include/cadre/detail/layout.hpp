@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 6;
+inline constexpr std::uint32_t kLayoutVersion = 7;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -209,6 +209,12 @@ inline constexpr std::uint64_t kPin = 1;
 inline constexpr std::uint32_t engine_tag(std::uint32_t engine) noexcept { return 1 + engine; }
 inline constexpr std::uint32_t client_tag(std::uint32_t slot) noexcept { return 0x10000 + slot; }
 inline constexpr std::uint32_t kLauncherTag = 0x20000;
+/// A block a client filled and handed to an engine with a record (from the moment it checked that the
+/// engine lives): reclaimed with the engine, like the engine's own blocks. Until then it is the
+/// client's (client_tag), so an engine dying while the client fills it cannot take it away.
+inline constexpr std::uint32_t transit_tag(std::uint32_t engine) noexcept { return 0x30000 + engine; }
+/// The first page of a block that reclaim() is deciding about (nobody else may take it meanwhile).
+inline constexpr std::uint32_t kReclaimingTag = 0x40000;
 
 #define CADRE_SHARED_TYPE(T)                                                                        \
   static_assert(std::is_standard_layout_v<T>, #T " lives in shared memory: it must be standard-layout"); \

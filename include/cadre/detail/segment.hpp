@@ -288,6 +288,13 @@ class Segment {
         ++p;
         continue;
       }
+      // The owner word of the first page decides who has the block: a client taking a handed-over
+      // block back (take_back) races with us on it.
+      std::uint32_t expected = tag;
+      if (!pages[p].owner.compare_exchange_strong(expected, kReclaimingTag, std::memory_order_seq_cst)) {
+        ++p;
+        continue;
+      }
       const std::uint64_t off = h.heap_off + p * kPageSize, run = pages[p].run;
       auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
       std::uint64_t r = b->refs.load();
@@ -295,8 +302,32 @@ class Segment {
       while (!b->refs.compare_exchange_weak(r, r & keep)) {
       }
       if ((r & keep) == 0) free_pages(off, run);  // no reader holds a pin (or never referenced)
+      else pages[p].owner.store(tag, std::memory_order_release);  // the last reader's release() frees it
       p += run;
     }
+  }
+
+  /// Gives the block at `off`, which the caller owns, to owner tag `to` (every page; the first, which
+  /// reclaim() looks at, last and sequentially consistent).
+  void retag(std::uint64_t off, std::uint32_t to) const {
+    const BlockHeader* b = block(off);
+    const std::uint64_t first = (off - header().heap_off) / kPageSize;
+    PageEntry* pages = page_table();
+    for (std::uint64_t i = b->pages; i-- > 1;) pages[first + i].owner.store(to, std::memory_order_relaxed);
+    pages[first].owner.store(to, std::memory_order_seq_cst);
+  }
+
+  /// Takes the block at `off` back from owner tag `from` to `to`, unless reclaim() has taken (or freed)
+  /// it first. True if it is the caller's again.
+  bool take_back(std::uint64_t off, std::uint32_t from, std::uint32_t to) const noexcept {
+    const auto& h = header();
+    if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0) return false;
+    const std::uint64_t first = (off - h.heap_off) / kPageSize;
+    PageEntry* pages = page_table();
+    if (!pages[first].owner.compare_exchange_strong(from, to, std::memory_order_seq_cst)) return false;
+    const std::uint64_t n = reinterpret_cast<const BlockHeader*>(base_ + off)->pages;
+    for (std::uint64_t i = 1; i < n && first + i < h.heap_pages; ++i) pages[first + i].owner.store(to, std::memory_order_relaxed);
+    return true;
   }
 
   /// Whether the process holding a client slot (ClientSlot::pid: a client, or -pid of one retiring it) lives.

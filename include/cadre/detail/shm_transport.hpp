@@ -55,8 +55,10 @@ class ShmTransport final : public Transport {
   std::uint32_t engine_count() const override { return std::uint32_t(producers_.size()); }
   bool engines_run_this_program() const override { return same_program_; }
 
-  OutBlock allocate(std::uint32_t e, std::size_t bytes) override {
-    const std::uint64_t off = seg_->alloc_block(bytes, engine_tag(e), kNsRef);
+  OutBlock allocate(std::uint32_t, std::size_t bytes) override {
+    // Ours while we fill it: if the engine dies meanwhile, the launcher's reclaim of its blocks must not
+    // free it under our copy. try_send hands it over.
+    const std::uint64_t off = seg_->alloc_block(bytes, client_tag(slot_), kNsRef);
     return {off, {seg_->block_data(off), bytes}};
   }
 
@@ -67,8 +69,8 @@ class ShmTransport final : public Transport {
     }
   }
 
-  bool try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
-                const OutBlock* body) override {
+  SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
+                      const OutBlock* body) override {
     OutBlock spill;
     if (!body && head.size() > kInlineBytes) {
       // A record too big for a slot travels in a block of its own.
@@ -80,13 +82,19 @@ class ShmTransport final : public Transport {
     RingSlot* s = producers_[e].try_claim();
     if (!s) {
       if (spill.handle) discard(spill);
-      return false;
+      return SendResult::full;
+    }
+    std::uint32_t generation;
+    if (body) {
+      if (!hand_over(e, body->handle, generation)) return SendResult::engine_gone;
+    } else {
+      generation = seg_->engine(e).generation.load(std::memory_order_acquire);
     }
     s->task_id = task;
     s->kind = std::uint16_t(kind);
     s->status = 0;
     s->aux = aux;
-    s->reserved[0] = seg_->engine(e).generation.load(std::memory_order_acquire);
+    s->reserved[0] = generation;
     s->reserved[1] = generation_;
     if (body) {
       s->block = body->handle;
@@ -100,7 +108,7 @@ class ShmTransport final : public Transport {
     }
     producers_[e].publish();
     if (Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers}.ring()) woke_engine_.store(true, std::memory_order_relaxed);
-    return true;
+    return SendResult::sent;
   }
 
   std::size_t poll(const std::function<void(Completion&)>& f) override {
@@ -349,6 +357,23 @@ class ShmTransport final : public Transport {
         return;
       }
     }
+  }
+
+  /// Gives a block we filled to engine e, unless e is dead: then it is freed (or left to the launcher,
+  /// which reclaims the dead engine's blocks) and false is returned. Sets `generation` to the
+  /// incarnation that owns it now, the one the record must name. If that incarnation dies before it
+  /// reads the record, the launcher reclaims the block with the engine's own.
+  bool hand_over(std::uint32_t e, std::uint64_t block, std::uint32_t& generation) {
+    seg_->retag(block, transit_tag(e));
+    // Pairs with the fence in Cluster::reap between marking the engine dead and reclaiming its blocks.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const EngineSlot& s = seg_->engine(e);
+    const auto state = EngineState(s.state.load(std::memory_order_seq_cst));
+    generation = s.generation.load(std::memory_order_seq_cst);
+    if (state != EngineState::dead && state != EngineState::stopped) return true;
+    // Reaped: take the block back unless the launcher's reclaim already has it, and free it.
+    if (seg_->take_back(block, transit_tag(e), client_tag(slot_))) discard(OutBlock{block, {}});
+    return false;
   }
 
   void release_pin(std::uint64_t block) noexcept {

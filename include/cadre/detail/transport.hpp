@@ -53,10 +53,13 @@ class Transport {
   virtual OutBlock allocate(std::uint32_t e, std::size_t bytes) = 0;
   /// Gives back memory from allocate() that was never sent.
   virtual void discard(const OutBlock& b) noexcept = 0;
-  /// Sends a record; false when engine e's queue is full (poll, then try again). `head` is copied;
-  /// `body`, if given, came from allocate(e) and belongs to the engine once this returns true.
-  virtual bool try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
-                        std::span<const std::byte> head, const OutBlock* body) = 0;
+  enum class SendResult { sent, full, engine_gone };
+  /// Sends a record; `full` when engine e's queue is full (poll, then try again), `engine_gone` when
+  /// the engine was found dead (the task cannot be sent to it). `head` is copied; `body`, if given, came
+  /// from allocate(e): the engine owns it once this returns `sent`, nobody needs it after
+  /// `engine_gone` (it is freed), and it is still the caller's after `full`.
+  virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
+                              std::span<const std::byte> head, const OutBlock* body) = 0;
   /// Hands every completion that has arrived to f; returns how many.
   virtual std::size_t poll(const std::function<void(Completion&)>& f) = 0;
   /// Sleeps until a completion may have arrived, or at most timeout_ns.
