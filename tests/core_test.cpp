@@ -822,10 +822,8 @@ TEST(cluster, a_tiny_segment_is_invalid_and_a_huge_one_is_a_capacity_error) {
   EXPECT_FALSE(shm_exists(huge));
 }
 
-// BUG (segment.hpp, Segment::create + layout()): when the size is not even larger than the control
-// area, layout() returns heap_off = 0, so the message suggests "use at least 256.0 KiB" — a size that
-// fails the same way. The suggestion must be a size that works.
-TEST(cluster, DISABLED_the_minimum_segment_size_a_too_small_error_suggests_is_accepted) {
+// The minimum size a too-small error suggests is one Segment::create accepts.
+TEST(cluster, the_minimum_segment_size_a_too_small_error_suggests_is_accepted) {
   std::string msg;
   try {
     cadre::Cluster c({.engines = 1, .name = unique_name("tiny2"), .segment_size = 1024});
@@ -834,12 +832,20 @@ TEST(cluster, DISABLED_the_minimum_segment_size_a_too_small_error_suggests_is_ac
   }
   // The control area of even one engine (rings alone: 8 × 64 KiB) is larger than 256 KiB.
   EXPECT_EQ(msg.find("use at least 256.0 KiB"), std::string::npos) << msg;
+  const auto at = msg.find("use at least ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  double amount = 0;
+  char unit[8] = {};
+  ASSERT_EQ(std::sscanf(msg.c_str() + at + 13, "%lf %7s", &amount, unit), 2) << msg;
+  const std::string u = unit;
+  const double scale = u == "KiB" ? 1024.0 : u == "MiB" ? 1048576.0 : u == "GiB" ? 1073741824.0 : 1.0;
   const std::uint64_t control = 2 * cadre::detail::kMaxClients * sizeof(cadre::detail::RingStorage);
   cadre::detail::SegmentConfig cfg;
   cfg.cluster = unique_name("tiny3");
   cfg.engines = 1;
-  cfg.size = 256 << 10;  // what the message suggests
-  EXPECT_NO_THROW(cadre::detail::Segment::create(cfg)) << "control area alone is " << control << " bytes";
+  cfg.size = std::uint64_t(amount * scale);  // what the message suggests
+  EXPECT_GT(cfg.size, control) << msg;
+  EXPECT_NO_THROW(cadre::detail::Segment::create(cfg)) << msg;
   cadre::detail::Segment::remove(cfg.cluster);
 }
 

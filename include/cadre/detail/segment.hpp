@@ -82,7 +82,7 @@ class Segment {
     if (m.heap_pages < 4)
       throw std::invalid_argument("segment size " + format_bytes(cfg.size) + " is too small for " +
                                   std::to_string(cfg.engines) + " engines: use at least " +
-                                  format_bytes(m.heap_off + 4 * kPageSize));
+                                  format_bytes(min_size(cfg.engines)));
     check_fits_in_memory(cfg.size);
     const std::string name = shm_name(cfg.cluster);
     Segment s;
@@ -394,6 +394,15 @@ class Segment {
     m.heap_off = align_up(m.pages_off + guess * sizeof(PageEntry), kPageSize);
     m.heap_pages = size > m.heap_off ? (size - m.heap_off) / kPageSize : 0;
     return m;
+  }
+
+  /// The smallest segment, in whole MiB (so that format_bytes() prints it exactly), whose layout for
+  /// `engines` has the 4 heap pages create() asks for.
+  static std::uint64_t min_size(std::uint32_t engines) noexcept {
+    const std::uint64_t control = layout(engines, 0).pages_off;  // everything before the page table
+    std::uint64_t size = align_up(align_up(control + 4 * sizeof(PageEntry), kPageSize) + 4 * kPageSize, 1u << 20);
+    while (layout(engines, size).heap_pages < 4) size += 1u << 20;
+    return size;
   }
 
   static void check_fits_in_memory(std::uint64_t size) {
