@@ -13,6 +13,12 @@
 
 namespace cadre {
 
+/// How DirectView::scatter splits its data. At namespace scope, not nested in DirectView: clang
+/// rejects a nested struct's default member initializer in a default argument of the enclosing class.
+struct ScatterOptions {
+  bool flatten = false;  ///< an engine whose chunk has one element gets the element, not a one-element vector
+};
+
 /// Several engines of a cluster, as `rc[cadre::all]`, `rc[cadre::slice{0, cadre::end, 2}]` or
 /// `rc[std::vector<int>{3, 1}]`. Every call runs on each engine; results come back as a std::vector
 /// with one element per engine, in the order of targets().
@@ -26,9 +32,7 @@ class DirectView : public detail::BasicView<false> {
   DirectView() = default;
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<int> ids) : BasicView(detail::Targets(std::move(core), std::move(ids))) {}
 
-  struct ScatterOptions {
-    bool flatten = false;  ///< an engine whose chunk has one element gets the element, not a one-element vector
-  };
+  using ScatterOptions = cadre::ScatterOptions;
 
   /// Splits `data` over the view's engines, contiguous chunks in target order (engine p of k gets
   /// n/k + (p < n%k) items): engine p holds std::vector<E> under name (E with flatten). Arrays of
