@@ -58,13 +58,13 @@ constexpr int kLineWidth = 1;
 // ---- what runs on the engines -----------------------------------------------------------------
 
 /// `%px cd {os.getcwd()}`: relative picture paths then mean the same file on the engines as here.
-int cadre_chdir(std::string dir) {
+int cadre_chdir(const std::string& dir) {
   if (::chdir(dir.c_str()) != 0) throw std::system_error(errno, std::generic_category(), "chdir to '" + dir + "'");
   return 0;
 }
 
 /// The notebook's get_contours_image: the picture with its contours drawn over it, as PNG bytes.
-std::vector<std::uint8_t> contours_png(std::string path) {
+std::vector<std::uint8_t> contours_png(const std::string& path) {
   const contours::GrayImage gray = contours::read_gray(path);
   contours::RgbImage canvas = contours::gray_to_rgb(gray);
   for (const Level& level : kLevels)

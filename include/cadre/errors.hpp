@@ -34,7 +34,7 @@ class remote_error : public error {
 /// A task's engine died while the task was queued or running (never a hang).
 class engine_error : public error {
  public:
-  engine_error(int engine_id, int pid, int signal, std::string detail = {})
+  engine_error(int engine_id, int pid, int signal, const std::string& detail = {})
       : error(describe(engine_id, pid, signal, detail)), engine_id_(engine_id), pid_(pid), signal_(signal) {}
   int engine_id() const noexcept { return engine_id_; }
   int pid() const noexcept { return pid_; }
@@ -100,7 +100,7 @@ class name_error : public error {
 /// A stored value was asked for as another type; both types are named.
 class type_error : public error {
  public:
-  type_error(std::string stored, std::string requested, std::string context)
+  type_error(std::string stored, std::string requested, const std::string& context)
       : error(context + ": stored " + stored + ", requested " + requested),
         stored_(std::move(stored)), requested_(std::move(requested)) {}
   const std::string& stored() const noexcept { return stored_; }

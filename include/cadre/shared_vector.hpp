@@ -60,11 +60,11 @@ class SharedVector {
   const detail::Segment* segment() const noexcept { return h_ ? h_->seg.get() : nullptr; }
 
   /// Allocates n zeroed elements in seg. Throws capacity_error when the segment has no room.
-  static SharedVector allocate(std::shared_ptr<detail::Segment> seg, std::size_t n) {
+  static SharedVector allocate(const std::shared_ptr<detail::Segment>& seg, std::size_t n) {
     if (n > (std::size_t(1) << 48) / sizeof(T)) throw capacity_error("SharedVector of " + std::to_string(n) + " elements is too large");
     auto h = std::make_shared<Holder>();
     h->block = seg->alloc_block(n * sizeof(T), detail::kSharedTag, detail::kNsRef);
-    h->seg = std::move(seg);
+    h->seg = seg;
     h->data = reinterpret_cast<T*>(h->seg->block_data(h->block));
     h->n = n;
     std::memset(static_cast<void*>(h->data), 0, n * sizeof(T));
