@@ -99,12 +99,7 @@ class AsyncResult {
 
   AsyncResult() = default;
   AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
-      : s_(std::make_shared<State>()) {
-    s_->core = std::move(core);
-    s_->tasks = std::move(tasks);
-    s_->combine = std::move(combine);
-    s_->submitted_ns = detail::now_ns();
-  }
+      : s_(std::make_shared<State>(std::move(core), std::move(tasks), std::move(combine))) {}
 
   /// True when every task has finished (successfully or not).
   bool ready() const {
@@ -261,6 +256,8 @@ class AsyncResult {
 
  protected:
   struct State {
+    State(std::shared_ptr<detail::ClientCore> c, std::vector<detail::Task> t, Combine f)
+        : core(std::move(c)), tasks(std::move(t)), combine(std::move(f)), submitted_ns(detail::now_ns()) {}
     std::shared_ptr<detail::ClientCore> core;
     std::vector<detail::Task> tasks;
     Combine combine;
