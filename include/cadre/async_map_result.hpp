@@ -75,6 +75,7 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
       detail::throw_errors(tasks, detail::ErrorPolicy::composite);
       std::vector<R> out;
       std::vector<const detail::TaskState*> order;
+      order.reserve(tasks.size());
       for (const auto& t : tasks) order.push_back(t.get());
       if (!ordered)
         std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->finished_ns < b->finished_ns; });

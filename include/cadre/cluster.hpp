@@ -226,11 +226,13 @@ class Cluster {
     env_store.push_back("CADRE_ENGINE_ID=" + std::to_string(i));
     env_store.push_back("OMP_NUM_THREADS=" + std::to_string(seg_.header().threads_per_engine));
     std::vector<char*> envp;
+    envp.reserve(env_store.size() + 1);
     for (auto& s : env_store) envp.push_back(s.data());
     envp.push_back(nullptr);
     std::vector<std::string> arg_store{path_};
     for (const auto& a : opts_.engine_args) arg_store.push_back(a);
     std::vector<char*> argv;
+    argv.reserve(arg_store.size() + 1);
     for (auto& s : arg_store) argv.push_back(s.data());
     argv.push_back(nullptr);
 

@@ -79,7 +79,8 @@ std::string resolve_program(const std::string& prog, const char* role) {
   for (std::size_t at = 0; at <= path.size();) {
     const std::size_t end = std::min(path.find(':', at), path.size());
     const std::string dir = end > at ? path.substr(at, end - at) : ".";
-    const std::string candidate = dir + "/" + prog;
+    std::string candidate = dir;
+    candidate.append("/").append(prog);
     if (is_executable_file(candidate))
       return std::filesystem::absolute(candidate).lexically_normal().string();
     at = end + 1;
@@ -350,10 +351,12 @@ int run(const RunOptions& o) {
     if (std::strncmp(*e, "CADRE_CLUSTER=", 14) != 0) env_store.emplace_back(*e);
   env_store.push_back("CADRE_CLUSTER=" + cluster.name());
   std::vector<char*> envp;
+  envp.reserve(env_store.size() + 1);
   for (auto& s : env_store) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::vector<std::string> arg_store = o.command;
   std::vector<char*> argv;
+  argv.reserve(arg_store.size() + 1);
   for (auto& s : arg_store) argv.push_back(s.data());
   argv.push_back(nullptr);
 

@@ -143,7 +143,10 @@ inline std::string symbolize_report(const std::string& raw) {
     const std::string module = line.substr(0, plus);
     const std::uint64_t off = std::strtoull(line.c_str() + plus + 3, nullptr, 16);
     const std::string sym = symbolize(module, off);
-    out += "  #" + std::to_string(frame++) + " " + (sym.empty() ? line : sym + " in " + module) + "\n";
+    out += "  #" + std::to_string(frame++) + " ";
+    if (sym.empty()) out += line;
+    else out.append(sym).append(" in ").append(module);
+    out += '\n';
   }
   return out;
 }
