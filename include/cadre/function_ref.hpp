@@ -334,7 +334,7 @@ struct ffi_signature<R (*)(A...) noexcept> : ffi_signature<R (*)(A...)> {};
 /// Makes a function callable on generic `cadre-engine`s: put `CADRE_EXPORT(my_function)` at namespace
 /// scope in the shared library that defines it, and load that library in the client.
 #define CADRE_EXPORT(fn)                                                                                      \
-  [[maybe_unused]] static const bool cadre_export_##fn = ::cadre::detail::register_export(                      \
-      reinterpret_cast<const void*>(&fn),                                                                     \
-      ::cadre::detail::thunk_of<decltype(&fn), ::cadre::detail::call_traits<decltype(&fn)>::takes_ns,         \
-                                ::cadre::detail::call_traits<decltype(&fn)>::params>::value)
+  [[maybe_unused]] static const bool cadre_export_##fn = ::cadre::detail::register_export(                    \
+      reinterpret_cast<const void*>(&(fn)),                                                                   \
+      ::cadre::detail::thunk_of<decltype(&(fn)), ::cadre::detail::call_traits<decltype(&(fn))>::takes_ns,     \
+                                ::cadre::detail::call_traits<decltype(&(fn))>::params>::value)
