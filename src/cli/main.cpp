@@ -1,4 +1,5 @@
 // src/cli/main.cpp — `cadre`: the command line (CLI11) and the dispatch to src/cli/commands.hpp.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -47,7 +48,7 @@ std::string default_name() {
 }
 
 std::chrono::milliseconds to_ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+  return std::chrono::milliseconds(std::llround(seconds * 1000.0));
 }
 
 CLI::Option* add_name(CLI::App* cmd, std::string& name, const char* what) {
