@@ -35,7 +35,7 @@ long hits_in_quarter_circle(std::uint64_t seed, long n) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   cadre::init(argc, argv);
   const long samples = argc > 1 ? std::atol(argv[1]) : 100'000'000L;
   constexpr long kTasks = 64;
@@ -60,4 +60,7 @@ int main(int argc, char** argv) {
   const bool ok = samples < 100'000'000L || error < 0.01;
   fmt::print("{}\n", ok ? "monte carlo pi: ok" : "monte carlo pi: estimate too far from pi");
   return ok ? 0 : 1;
+} catch (const std::exception& e) {  // unwinding runs ~Cluster: engines stopped, segment removed
+  fmt::print(stderr, "monte_carlo_pi: {}\n", e.what());
+  return 1;
 }

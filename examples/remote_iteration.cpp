@@ -89,7 +89,7 @@ class RemoteSquares {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   cadre::init(argc, argv);
   const std::size_t n = argc > 1 ? std::size_t(std::atol(argv[1])) : 10'000'000;
 
@@ -116,4 +116,7 @@ int main(int argc, char** argv) {
   fmt::print("iterated {} squares held by {} engines, batch by batch; checksum {}\n", i, rc.size(), sum);
   fmt::print("{}\n", ok ? "remote iteration: ok" : "remote iteration: MISMATCH");
   return ok ? 0 : 1;
+} catch (const std::exception& e) {  // unwinding runs ~Cluster: engines stopped, segment removed
+  fmt::print(stderr, "remote_iteration: {}\n", e.what());
+  return 1;
 }

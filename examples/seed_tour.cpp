@@ -33,7 +33,7 @@ long pow10(long x) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   cadre::init(argc, argv);  // engine processes serve here and exit
 
   cell("rc = parallel.Client()");
@@ -143,4 +143,7 @@ int main(int argc, char** argv) {
 
   fmt::print("\n{}\n", failures == 0 ? "seed tour: all cells match" : fmt::format("seed tour: {} mismatches", failures));
   return failures == 0 ? 0 : 1;
+} catch (const std::exception& e) {  // unwinding runs ~Cluster: engines stopped, segment removed
+  fmt::print(stderr, "seed_tour: {}\n", e.what());
+  return 1;
 }

@@ -83,7 +83,7 @@ CLI::Option* add_threads(CLI::App* cmd, int& threads) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{
       "cadre — run a cluster of engine processes on this machine and drive it from C++ programs"};
   app.name("cadre");
@@ -234,4 +234,7 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   return kExitUsage;  // unreachable: require_subcommand(1)
+} catch (const std::exception& e) {  // setting up the command line failed (out of memory, a CLI11 bug)
+  std::fprintf(stderr, "cadre: %s\n", e.what());
+  return kExitFailure;
 }
