@@ -435,6 +435,10 @@ int main(int argc, char** argv) {
     part(m, typed(Eigen::MatrixXd::Ones(2, 3).eval()));
     part(m, typed(Eigen::MatrixXd::Zero(1, 3).eval()));
     seed(d, 10, m);
+    Bytes z{std::byte(1)};  // rows without columns next to a 1x3 block: a type_error, not a bad copy
+    part(z, typed(Eigen::MatrixXd::Ones(1, 3).eval()));
+    part(z, typed(Eigen::MatrixXd(1000, 0)));
+    seed(d, 10, z);
   }
   return 0;
 }

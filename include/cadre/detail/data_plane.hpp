@@ -15,6 +15,7 @@
 
 #include <Eigen/Core>
 
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -265,24 +266,32 @@ M gather_eigen(const std::vector<Task>& tasks, std::string_view name) {
   throw_errors(tasks, ErrorPolicy::first);
   constexpr bool row_vector = M::RowsAtCompileTime == 1;
   std::vector<Eigen::Map<const M>> blocks;
-  Eigen::Index total = 0, cols = -1;
+  Eigen::Index total = 0, cols = -1, empty_cols = -1;
   for (const auto& t : tasks) {
     const TypedView v = typed_of(*t);
     if (v.type_hash != type_hash<M>())
       throw type_error(std::string(v.type), type_name<M>(), "gather of '" + std::string(name) + "' from engine " + std::to_string(t->engine));
     blocks.push_back(cadre::view<M>(v.payload));
     const auto& b = blocks.back();
-    const Eigen::Index bc = row_vector ? 1 : b.cols();
-    if (cols >= 0 && bc != cols && b.size() != 0)
+    const Eigen::Index n = row_vector ? b.cols() : b.rows(), bc = row_vector ? 1 : b.cols();
+    if (n == 0) {  // adds no rows: its width matters only when every block is empty
+      if (empty_cols < 0) empty_cols = bc;
+      continue;
+    }
+    // Rows with no columns (an n x 0 block) count too, so they must match the width like any other.
+    if (cols >= 0 && bc != cols)
       throw type_error(std::to_string(bc) + " columns", std::to_string(cols) + " columns",
                        "gather of '" + std::string(name) + "': row blocks of different widths");
-    if (b.size() != 0 || cols < 0) cols = bc;
-    total += row_vector ? b.cols() : b.rows();
+    cols = bc;
+    if (n > std::numeric_limits<Eigen::Index>::max() - total)
+      throw decode_error("gather of '" + std::string(name) + "': more rows than an Eigen::Index holds");
+    total += n;
   }
+  if (cols < 0) cols = empty_cols < 0 ? 0 : empty_cols;
   M out;
   if constexpr (row_vector) out.resize(1, total);
   else if constexpr (M::IsVectorAtCompileTime) out.resize(total, 1);
-  else out.resize(total, cols < 0 ? 0 : cols);
+  else out.resize(total, cols);
   Eigen::Index at = 0;
   for (const auto& b : blocks) {
     const Eigen::Index n = row_vector ? b.cols() : b.rows();
