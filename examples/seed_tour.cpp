@@ -84,8 +84,8 @@ int main(int argc, char** argv) try {
 
   cell("dview.execute('asum = sum(a)'); dview.gather('asum')");
   dview.execute([](cadre::Namespace& ns) {
-    auto a = ns.view<std::vector<int>>("a");  // in place, no copy
-    ns.set("asum", std::accumulate(a.begin(), a.end(), 0));
+    auto chunk = ns.view<std::vector<int>>("a");  // in place, no copy
+    ns.set("asum", std::accumulate(chunk.begin(), chunk.end(), 0));
   });
   const auto asum = dview.gather<int>("asum");
   fmt::print("{}\n", asum);
