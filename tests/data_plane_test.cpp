@@ -269,6 +269,21 @@ TEST_F(scatter, then_gather_returns_a_64_mib_vector_of_doubles) {
   v.erase("big").get();
 }
 
+TEST_F(scatter, gather_into_a_reused_vector_mixes_chunks_and_scalars_in_target_order) {
+  const auto v = all();
+  v.scatter("mixed", make_data<double>(10)).get();
+  rc()[2].push("mixed", 42.5).get();  // engine 2 now holds a scalar instead of its chunk
+  std::vector<double> expected;
+  for (int e = 0; e < 4; ++e) {
+    if (e == 2) expected.push_back(42.5);
+    else for (double d : rc()[e].pull<std::vector<double>>("mixed")) expected.push_back(d);
+  }
+  std::vector<double> out(100, -1.0);  // capacity to spare: filled in place
+  v.gather("mixed", out);
+  EXPECT_EQ(out, expected);
+  v.erase("mixed").get();
+}
+
 TEST_F(scatter, in_reversed_target_order_gives_the_first_chunk_to_the_first_target) {
   const std::vector<int> x = make_data<int>(9);
   rc()[{3, 1}].scatter("rev", x).get();

@@ -243,8 +243,26 @@ void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vec
                        "gather of '" + std::string(name) + "' from engine " + std::to_string(t->engine));
     }
   }
+  if constexpr (is_raw_array_v<V>) {
+    if (out.capacity() >= total) {
+      // A reused vector (its pages touched): copy each chunk into place, large ones over oneTBB's
+      // threads like scatter does (bench/data_bench.cpp: one thread does not saturate the memory).
+      out.resize(total);
+      std::size_t at = 0;
+      for (std::size_t i = 0; i < views.size(); ++i) {
+        const TypedView& v = views[i];
+        if (v.type_hash == type_hash<E>()) {
+          out[at++] = decode<E>(v.payload);
+        } else {
+          copy_bytes(out.data() + at, v.payload.data() + kRawHeader, counts[i] * sizeof(E));
+          at += counts[i];
+        }
+      }
+      return;
+    }
+  }
   out.clear();
-  out.reserve(total);
+  out.reserve(total);  // fresh memory: one pass that faults pages in and copies, no zero-fill first
   for (std::size_t i = 0; i < views.size(); ++i) {
     const TypedView& v = views[i];
     if (v.type_hash == type_hash<E>()) {
