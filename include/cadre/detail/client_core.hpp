@@ -410,10 +410,10 @@ class ClientCore {
 
   /// The error of a task sent to incarnation `gen` of engine e: it names that incarnation's pid and the
   /// signal that killed it even when the launcher has replaced it since (h then describes the replacement).
-  static std::exception_ptr death_of(std::uint32_t e, std::uint32_t gen, const EngineHealth& h, std::string detail = {}) {
+  static std::exception_ptr death_of(std::uint32_t e, std::uint32_t gen, const EngineHealth& h, const std::string& detail = {}) {
     if (h.generation != gen && h.last_generation == gen)
-      return std::make_exception_ptr(engine_error(int(e), h.last_pid, h.last_signal, std::move(detail)));
-    return std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, std::move(detail)));
+      return std::make_exception_ptr(engine_error(int(e), h.last_pid, h.last_signal, detail));
+    return std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, detail));
   }
 
   /// What to say about an engine's death: its stack at the crash, symbolized once per death.
