@@ -543,6 +543,82 @@ TEST(client_killed, its_unread_results_do_not_free_a_block_of_the_next_client_of
   EXPECT_TRUE(wait_until([&] { return seg.used_bytes() == baseline; }, 2s)) << mib(seg.used_bytes()) << " MiB in use, " << mib(baseline) << " before";
 }
 
+/// On an engine: waits until `gate` exists (at most 30 s), then returns the sum of v.
+double sum_once_open(const std::vector<double>& v, const std::string& gate) {
+  for (int i = 0; i < 15000 && ::access(gate.c_str(), F_OK) != 0; ++i) ::usleep(2000);
+  double s = 0;
+  for (double x : v) s += x;
+  return s;
+}
+
+/// Creates the file `path` when it goes out of scope (if the test has not already).
+struct OpenGate {
+  std::string path;
+  void open() const {
+    if (std::FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
+  }
+  ~OpenGate() { open(); }
+};
+
+// A dead client's load-balanced tasks, the queued ones and the one running when it died, are never run
+// after its slot is retired, and their blocks are freed once: never a block of the next client of its slot.
+TEST(client_killed, its_load_balanced_tasks_do_not_free_a_block_of_the_next_client_of_its_slot) {
+  using cadre::detail::ShmTransport;
+  constexpr int kQueued = 8;
+  constexpr std::size_t kLen = 1 << 14;  // 128 KiB: each record is spilled to a block of its own
+  const std::string name = ft_name();
+  ScratchDir dir;
+  const OpenGate gate{dir.path + "/open"};
+  cadre::Cluster cluster({.engines = 1, .name = name});
+  cadre::Client rc = cluster.client();
+  auto& seg = *rc.segment();
+  rc.wait();
+  const std::uint64_t baseline = seg.used_bytes(), done_before = seg.engine(0).tasks_done.load();
+  ChildProcess child([name, path = gate.path](int fd) {
+    cadre::Client c{name};
+    const std::uint32_t slot = static_cast<ShmTransport&>(c.core()->transport()).slot();
+    auto lview = c.load_balanced_view();
+    std::vector<cadre::AsyncResult<double>> rs;
+    rs.push_back(lview.apply_async(sum_once_open, std::vector<double>(kLen, 1.0), path));  // runs until the gate opens
+    while (c.segment()->engine(0).current_task.load() == 0) ::usleep(1000);
+    for (int i = 0; i < kQueued; ++i) rs.push_back(lview.apply_async(sum_once_open, std::vector<double>(kLen, 1.0), path));
+    ChildProcess::send(fd, std::vector<std::uint32_t>{slot});
+    for (;;) ::pause();
+    return 0;
+  });
+  const auto slot = child.receive<std::uint32_t>(1);
+  ASSERT_EQ(slot.size(), 1u);
+  cadre::detail::LbQueue& q = *seg.lb_queue(slot[0], 0);
+  ASSERT_EQ(q.head.load() - q.tail.load(), std::uint64_t(kQueued)) << "the child's tasks are not queued behind the running one";
+  std::vector<std::uint64_t> old_blocks;  // the running task's, then the queued ones'
+  for (std::uint64_t p = q.tail.load() - 1; p != q.head.load(); ++p) old_blocks.push_back(q.slots[p % cadre::detail::kLbSlots].record.block);
+  for (const auto b : old_blocks) ASSERT_NE(b, 0u);
+  ASSERT_EQ(::kill(child.pid(), SIGKILL), 0);
+  child.wait(5s);
+  ASSERT_TRUE(wait_until([&] { return seg.client(slot[0]).pid.load() == 0; }, 3s)) << "the launcher did not retire the dead client";
+
+  cadre::Client next{name};
+  ASSERT_EQ(static_cast<ShmTransport&>(next.core()->transport()).slot(), slot[0]);  // the dead client's slot
+  auto lview = next.load_balanced_view();
+  std::vector<cadre::AsyncResult<double>> mine;
+  for (int i = 0; i <= kQueued; ++i) mine.push_back(lview.apply_async(sum_once_open, std::vector<double>(kLen, double(i + 2)), gate.path));
+  bool reused = false;
+  for (std::uint64_t p = q.head.load() - (kQueued + 1); p != q.head.load(); ++p)
+    for (const auto b : old_blocks) reused |= q.slots[p % cadre::detail::kLbSlots].record.block == b;
+  EXPECT_TRUE(reused) << "first fit gave none of the new records a freed block's offset";
+  EXPECT_NE(seg.engine(0).current_task.load(), 0u) << "the dead client's task finished before the new client queued its own";
+  gate.open();
+  for (int i = 0; i <= kQueued; ++i) {
+    const auto r = settle(mine[std::size_t(i)], 10s);
+    ASSERT_TRUE(r.ok()) << "task " << i << ": " << r.what();
+    EXPECT_EQ(*r.value, double(kLen) * (i + 2)) << "task " << i;
+  }
+  // The dead client's running task, and the new client's tasks: none of its queued ones ran.
+  EXPECT_EQ(seg.engine(0).tasks_done.load(), done_before + 1 + kQueued + 1);
+  mine.clear();
+  EXPECT_TRUE(wait_until([&] { return seg.used_bytes() == baseline; }, 2s)) << mib(seg.used_bytes()) << " MiB in use, " << mib(baseline) << " before";
+}
+
 // =========================================================================================================
 // The launcher SIGKILLed
 // =========================================================================================================

@@ -208,21 +208,22 @@ class Engine {
         }
         // Advertise before claiming, so a client that sees this engine die knows what it held.
         me_.lb_claim.store(lb_claim_word(c, q, pos), std::memory_order_seq_cst);
+        // And open the window that Segment::retire_client waits for (take_balanced closes it): a
+        // retirement that did not see our claim in its drain sees this once our claim is visible.
+        me_.completing.store(c + 1, std::memory_order_seq_cst);
         if (Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) {
           claimed = true;
           break;
         }
       }
       if (!claimed) {
+        me_.completing.store(0, std::memory_order_release);
         me_.lb_claim.store(0, std::memory_order_relaxed);
         continue;
       }
       LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
-      std::uint32_t st = std::uint32_t(LbState::queued);
       const RecordHead head = copy_head(s.record);
-      // The client may have aborted it meanwhile: whoever moves it out of `queued` first wins.
-      if (s.state.compare_exchange_strong(st, std::uint32_t(LbState::running), std::memory_order_acq_rel)) handle(c, head, s.record, true);
-      else if (head.block) release_quietly(head.block, kNsRef);
+      if (take_balanced(c, head, s)) handle(c, head, s.record, true);
       // Pairs with the producer's acquire-load of seq: the slot is free for position pos + kLbSlots.
       s.seq.store(pos + kLbSlots, std::memory_order_release);
       me_.lb_claim.store(0, std::memory_order_release);
@@ -230,6 +231,33 @@ class Engine {
       return true;
     }
     return false;
+  }
+
+  /// Decides what becomes of a load-balanced record just claimed, with the window claim_balanced
+  /// opened (EngineSlot::completing), and closes it. Its block is the client's (client_tag) until here:
+  /// we take it (transit_tag), so that retiring a dead client does not free it under the task, and the
+  /// launcher reclaims it with our blocks if we die. While the window is open, retiring the client waits
+  /// for us: a block we see as the client's cannot have been reclaimed and reallocated meanwhile. True:
+  /// run it (handle() releases the block). False: it was dropped — a record of a client that is gone
+  /// (retire_client did not drain it; its block is freed here), one the client aborted, or one whose
+  /// block is not the client's (answered with decode_error).
+  bool take_balanced(std::uint32_t c, const RecordHead& h, LbSlot& s) noexcept {
+    ClientSlot& cs = seg_.client(c);
+    const bool current = cs.pid.load(std::memory_order_seq_cst) > 0 && cs.generation.load(std::memory_order_seq_cst) == h.client_gen;
+    const bool taken = h.block && seg_.take_back(h.block, client_tag(c), transit_tag(id_));
+    std::uint32_t st = std::uint32_t(LbState::queued);
+    // The client may have aborted it meanwhile: whoever moves it out of `queued` first wins.
+    const bool run = current && s.state.compare_exchange_strong(st, std::uint32_t(LbState::running), std::memory_order_acq_rel);
+    if (!run && taken) release_quietly(h.block, kNsRef);
+    me_.completing.store(0, std::memory_order_release);
+    if (run && h.block && !taken) {
+      result_.clear();
+      head_.clear();
+      error_payload({"the block of load-balanced task " + std::to_string(h.task_id) + " does not belong to its client"});
+      complete(c, h, Status::decode_error, now_ns(), 0, 0);
+      return false;
+    }
+    return run;
   }
 
   int stop() noexcept {

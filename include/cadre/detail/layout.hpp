@@ -98,8 +98,10 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::uint64_t> lb_claim;
   std::atomic<std::uint64_t> dead_claim;  // lb_claim of the last incarnation, saved by the launcher when it reaped it
   std::atomic<std::uint64_t> crash_task;  // the task running when the crash report was written
-  // 1 + the client slot this engine is posting a completion to, 0 when none: whoever retires a client
-  // slot waits for it to clear, so no completion of the old client lands in the rings it emptied.
+  // 1 + the client slot this engine is posting a completion to, or claiming a load-balanced task of
+  // (from before its claim until it has taken the task's block), 0 when none: whoever retires a client
+  // slot waits for it to clear, so no completion of the old client lands in the rings it emptied and no
+  // block of the old client is taken or freed after the slot's blocks were reclaimed.
   std::atomic<std::uint32_t> completing;
   char crash[2048];                       // the crashing engine's stack, "module+0xoffset" lines (crash_report.hpp)
   // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.

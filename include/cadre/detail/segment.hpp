@@ -336,18 +336,22 @@ class Segment {
   /// Retires client slot c, held by `holder` (ClientSlot::pid as read), and frees it. For a client that
   /// detaches (dead = false) or died (dead = true; its client-tagged blocks go too, pins included).
   /// While the slot is marked as retiring, the generation is bumped so engines drop the old client's
-  /// records and completions; engines posting a completion to it right now are waited for; then every
-  /// unread completion's pin is released and its ring emptied — so the next client of the slot finds
-  /// no record of the old one (a stale record's block may by then belong to someone else). False when
-  /// another process took the slot first.
+  /// records and completions; the load-balanced tasks still queued are taken out of its queues (as an
+  /// engine would take them, without running them); engines claiming a load-balanced task or posting a
+  /// completion for it right now are waited for; then every unread completion's pin is released and
+  /// its ring emptied — so the next client of the slot finds no record of the old one (a stale record's
+  /// block may by then belong to someone else). False when another process took the slot first.
   bool retire_client(std::uint32_t c, std::int32_t holder, bool dead) const noexcept {
     ClientSlot& s = client(c);
     if (holder == 0 || !s.pid.compare_exchange_strong(holder, -std::int32_t(::getpid()), std::memory_order_seq_cst)) return false;
     s.generation.fetch_add(1, std::memory_order_seq_cst);
     if (dead && s.counted_runnable.exchange(0)) header().runnable.fetch_sub(1);
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) drain_balanced(c, q, dead);
     for (std::uint32_t e = 0; e < engines(); ++e) {
       // Pairs with the engine's seq_cst store of `completing` before it re-reads the generation: either
-      // it sees the new generation and drops its completion, or we see it posting and wait.
+      // it sees the new generation and drops its completion (or the load-balanced record it claimed,
+      // freeing its block: we have not reclaimed yet), or we see it and wait. An engine that claimed a
+      // record the drain above did not get stored `completing` before its claim, which the drain saw.
       EngineSlot& es = engine(e);
       const std::uint64_t deadline = now_ns() + 2'000'000'000u;
       for (unsigned spins = 0; es.completing.load(std::memory_order_seq_cst) == c + 1; ++spins) {
@@ -372,6 +376,14 @@ class Segment {
     if (dead) reclaim(client_tag(c), true);
     s.pid.store(0, std::memory_order_release);
     return true;
+  }
+
+  /// Whether the block at `off` (an untrusted offset) is a block whose first page `tag` owns.
+  bool owned_by(std::uint64_t off, std::uint32_t tag) const noexcept {
+    const auto& h = header();
+    if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0) return false;
+    const PageEntry& first = page_table()[(off - h.heap_off) / kPageSize];
+    return first.run != 0 && first.owner.load(std::memory_order_acquire) == tag;
   }
 
   std::uint64_t heap_bytes() const noexcept { return header().heap_pages * kPageSize; }
@@ -457,6 +469,40 @@ class Segment {
     // The page table lies in the fallocate'd control area; tmpfs pages read as zero (all free).
     // Pairs with the acquire-load of state in open().
     h->state.store(std::uint32_t(SegmentState::ready), std::memory_order_release);
+  }
+
+  /// Takes every task still queued in load-balanced queue q of client slot c (being retired) out of it,
+  /// as a consumer, racing with engines for each by the same CAS on tail, and drops it: nothing of the
+  /// old client is run after its retirement, and no record of it is left for an engine to release once
+  /// its blocks may belong to the next client. The blocks of a client that detaches are released here;
+  /// a dead client's are left to the reclaim of its tag. Leaves head == tail, also when the client died
+  /// between publishing a record and counting it in head.
+  void drain_balanced(std::uint32_t c, std::uint32_t q, bool dead) const noexcept {
+    LbQueue& Q = *lb_queue(c, q);
+    Q.mask.store(0, std::memory_order_release);  // engines stop looking here
+    std::uint64_t pos = Q.tail.load(std::memory_order_acquire);
+    for (;;) {
+      LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+      const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
+      const auto diff = std::int64_t(seq - (pos + 1));
+      if (diff < 0) break;  // empty: the producer is gone, nothing more will be queued
+      if (diff > 0) {
+        pos = Q.tail.load(std::memory_order_acquire);
+        continue;
+      }
+      if (!Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) continue;
+      const std::uint64_t block = s.record.block;
+      if (block && !dead && owned_by(block, client_tag(c))) {
+        try {
+          release(block, kNsRef);
+        } catch (...) {
+        }
+      }
+      // Pairs with the producer's acquire-load of seq, as after an engine's run.
+      s.seq.store(pos + kLbSlots, std::memory_order_release);
+      ++pos;
+    }
+    Q.head.store(Q.tail.load(std::memory_order_acquire), std::memory_order_release);
   }
 
   RingStorage* ring(std::uint32_t e, std::uint32_t c, std::uint32_t dir) const noexcept {
