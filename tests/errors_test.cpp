@@ -321,15 +321,7 @@ TEST(engine_restart, the_error_of_a_restarted_engine_names_the_pid_and_signal_th
   EXPECT_EQ(e->signal(), SIGKILL) << e->what();
 }
 
-// BUG (engine_loop.hpp, Engine::handle, the `h.engine_gen != generation_` branch, with cluster.hpp,
-// Cluster::reap): records queued for an engine that died keep their block offsets. reap() reclaims the
-// dead engine's blocks (so they can be allocated again at once, first fit), but the replacement engine
-// later drains the stale records and calls release(block, kNsRef) on those offsets — which by then
-// belong to new values sent to the replacement. The new values are freed under it; their pushes fail
-// (decode_error: corrupt block header) or later values are silently corrupted. Fix: in reap(), act as
-// the dead engine's consumer and skip its unread command records (tail = head; ring.hpp's reset_ring()
-// is never called) before reclaim(); or have the engine drop stale-generation records without
-// releasing their blocks, since reclaim() already freed them.
+// Records queued for a killed engine are dropped by its replacement without releasing their blocks, which reap() reclaimed: new values keep theirs.
 TEST(engine_restart, large_pushes_queued_for_a_killed_engine_do_not_free_its_replacements_values) {
   cadre::Cluster c({.engines = 2, .name = unique_name("aba"), .restart_engines = true});
   cadre::Client client = c.client();

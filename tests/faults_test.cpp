@@ -67,8 +67,8 @@ class KillableCluster {
  public:
   static constexpr int kEngines = 4;
 
-  // Engine output goes to files when engines restart: restarting an engine whose output goes to a pipe
-  // can deadlock the launcher (errors_test.cpp, DISABLED_restarting_an_engine_whose_output_goes_to_a_pipe_...).
+  // Engine output goes to files when engines restart; restarts with output through pipes are covered by
+  // errors_test.cpp, engine_restart.restarting_an_engine_whose_output_goes_to_a_pipe_does_not_deadlock_the_launcher.
   explicit KillableCluster(bool restarts)
       : restarts_(restarts),
         cluster_({.engines = kEngines, .name = ft_name(), .restart_engines = restarts, .log_dir = restarts ? logs_.path : ""}),
@@ -478,14 +478,7 @@ TEST(client_killed, with_every_other_slot_in_use_a_new_client_gets_its_slot_at_o
   EXPECT_EQ(settle(fourth[cadre::all].apply_async(twice, 3)).value, (std::vector<int>{6, 6}));
 }
 
-// BUG (engine_loop.hpp, Engine::complete; with cluster.hpp, Cluster::reclaim_dead_clients): a task of a
-// client that was SIGKILLed keeps running; if the launcher reclaims the client's slot first (its sweep
-// runs about once a second), the task's result is allocated afterwards — a block tagged for that slot
-// with a pin — and published into the free slot's ring. Nobody owns it now: reclaim_dead_clients skips
-// slots whose pid is 0, so the result stays in the segment until another client happens to take that
-// slot and drain it (forever, if none does). Suggested fix: in complete(), before allocating a result
-// block, drop the result when seg_.client(c).pid is 0 or its generation is not h.client_gen (and make
-// the launcher's sweep also free client-tagged blocks of free slots that no ring record refers to).
+// The result of a dead client's task that finishes after the launcher retired its slot is freed at once, without a new client.
 TEST(client_killed, the_result_of_its_task_finishing_after_the_sweep_is_freed_without_a_new_client) {
   const std::string name = ft_name();
   cadre::Cluster cluster({.engines = 2, .name = name});
@@ -778,12 +771,7 @@ TEST_P(interrupted_launcher, dies_of_the_signal_and_takes_its_engines_and_segmen
 INSTANTIATE_TEST_SUITE_P(, interrupted_launcher, ::testing::Values(SIGINT, SIGTERM),
                          [](const auto& p) { return p.param == SIGINT ? "by_sigint" : "by_sigterm"; });
 
-// BUG (detail/teardown.hpp, teardown_handler): the table of clusters to tear down on SIGINT/SIGTERM/
-// SIGHUP is inherited by fork(), with the handler. When a program holding an embedded cluster forks a
-// worker (without exec) and later terminates it with SIGTERM, the *worker's* handler SIGKILLs the
-// parent's engines and unlinks the parent's segment: the parent's cluster is destroyed under it.
-// Suggested fix: record the registering pid in each TeardownEntry and have the handler skip entries
-// whose pid is not getpid() (or clear the table in a pthread_atfork child handler).
+// A worker forked without exec inherits the teardown table but owns none of it: terminating it leaves the parent's cluster alone.
 TEST(interrupted_launcher_fork, terminating_a_forked_worker_leaves_the_parents_cluster_alone) {
   const std::string name = ft_name();
   cadre::Cluster cluster({.engines = 2, .name = name});
