@@ -2,6 +2,8 @@
 //
 // The binaries come from CADRE_BIN_DIR (environment first, then the compile definition CMake bakes
 // in). Every test uses its own cluster name and removes what it made, whatever the outcome.
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,14 +40,7 @@ namespace detail = cadre::detail;
 // Running the `cadre` binary
 // =============================================================================================
 
-std::string bin_dir() {
-  if (const char* e = std::getenv("CADRE_BIN_DIR"); e && *e) return e;
-#ifdef CADRE_BIN_DIR
-  return CADRE_BIN_DIR;
-#else
-  return {};
-#endif
-}
+using cadre_test::bin_dir;
 
 std::string cadre_exe() {
   return bin_dir() + "/cadre";

@@ -2,6 +2,8 @@
 //
 // Each suite shares one 4-engine cluster (SetUpTestSuite); cluster names are "dp-<pid>-<tag>-<n>",
 // and a global test environment checks at exit that none of them is left in /dev/shm.
+#include "test_util.hpp"
+
 #include <cadre/cadre.hpp>
 
 #include <gtest/gtest.h>
@@ -40,28 +42,9 @@ std::string unique_cluster_name(const std::string& tag) {
   return name_prefix() + tag + "-" + std::to_string(counter++);
 }
 
-/// /dev/shm entries of this process's clusters that still exist.
-std::vector<std::string> leftover_segments() {
-  std::vector<std::string> out;
-  const std::string ours = cadre::detail::shm_name(name_prefix());
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n.rfind(ours, 0) == 0) out.push_back(n);
-    }
-    ::closedir(d);
-  }
-  return out;
-}
-
 class NoLeftoverSegments : public ::testing::Environment {
  public:
-  void TearDown() override {
-    const auto left = leftover_segments();
-    EXPECT_TRUE(left.empty()) << "segments left in /dev/shm: " << ::testing::PrintToString(left);
-    for (const auto& n : left)
-      ::unlink(("/dev/shm/" + n).c_str());  // do not leave them for the next run
-  }
+  void TearDown() override { cadre_test::expect_no_segments_left({name_prefix()}); }
 };
 [[maybe_unused]] const bool kEnvironmentRegistered =
     (::testing::AddGlobalTestEnvironment(new NoLeftoverSegments), true);

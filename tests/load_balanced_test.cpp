@@ -7,6 +7,8 @@
 // their segments is left in /dev/shm. The machine is small and noisy: no assertion depends on timing
 // except generous bounds (a failure then means "hung" or "never ran concurrently", not "slow").
 // Scenarios that can hang a Cluster for good (DISABLED_, library bugs) run in a child process.
+#include "test_util.hpp"
+
 #include <cadre/cadre.hpp>
 
 #include <fmt/format.h>
@@ -54,27 +56,9 @@ std::string unique_name() {
   return name_prefix() + std::to_string(counter++);
 }
 
-/// The /dev/shm entries of this process's clusters that still exist.
-std::vector<std::string> leftover_segments() {
-  std::vector<std::string> out;
-  const std::string ours = cadre::detail::shm_name(name_prefix());  // "cadre-<uid>-lb-<pid>-"
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n.rfind(ours, 0) == 0) out.push_back(n);
-    }
-    ::closedir(d);
-  }
-  return out;
-}
-
 class LeftoverCheck : public ::testing::Environment {
  public:
-  void TearDown() override {
-    const auto left = leftover_segments();
-    EXPECT_TRUE(left.empty()) << "segments left in /dev/shm: " << ::testing::PrintToString(left);
-    for (const auto& n : left) ::unlink(("/dev/shm/" + n).c_str());  // do not leave them for the next run
-  }
+  void TearDown() override { cadre_test::expect_no_segments_left({name_prefix()}); }
 };
 const bool leftover_check_registered = (::testing::AddGlobalTestEnvironment(new LeftoverCheck), true);
 

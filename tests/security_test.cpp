@@ -66,14 +66,6 @@ std::string describe(const ChildResult& r) {
   return "the child was killed by signal " + std::to_string(r.signal) + " (" + ::strsignal(r.signal) + ")";
 }
 
-std::string bin_dir() {
-  if (const char* e = std::getenv("CADRE_BIN_DIR"); e && *e) return e;
-#ifdef CADRE_BIN_DIR
-  return CADRE_BIN_DIR;
-#else
-  return {};
-#endif
-}
 
 /// A copy of the `cadre` binary that uid 65534 can run (the build tree may be private to root).
 struct PublicCli {

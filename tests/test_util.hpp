@@ -16,7 +16,9 @@
 #include <filesystem>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -136,19 +138,46 @@ inline ChildResult run_in_child(const std::function<int()>& fn, std::chrono::mil
   return r;
 }
 
-/// The /dev/shm entries whose names this process's tests made and that still exist.
-inline std::vector<std::string> leftover_segments() {
+/// The /dev/shm entries of clusters whose names start with one of `prefixes` and that still exist.
+inline std::vector<std::string> segments_named(std::initializer_list<std::string> prefixes) {
   std::vector<std::string> out;
-  const std::string ours = cadre::detail::shm_name(name_prefix());
-  const std::string embedded = cadre::detail::shm_name("embedded-" + std::to_string(::getpid()) + "-");
+  std::vector<std::string> ours;
+  for (const auto& p : prefixes) ours.push_back(cadre::detail::shm_name(p));
   if (DIR* d = ::opendir("/dev/shm")) {
     while (dirent* e = ::readdir(d)) {
       const std::string n = e->d_name;
-      if (n.rfind(ours, 0) == 0 || n.rfind(embedded, 0) == 0) out.push_back(n);
+      for (const auto& o : ours)
+        if (n.rfind(o, 0) == 0) {
+          out.push_back(n);
+          break;
+        }
     }
     ::closedir(d);
   }
   return out;
+}
+
+/// Fails the run when segments of clusters named with one of `prefixes` outlived the tests, and removes
+/// them so that the next run does not inherit them. For the suites' global TearDown.
+inline void expect_no_segments_left(std::initializer_list<std::string> prefixes) {
+  const auto left = segments_named(prefixes);
+  EXPECT_TRUE(left.empty()) << "segments left in /dev/shm: " << ::testing::PrintToString(left);
+  for (const auto& n : left) ::unlink(("/dev/shm/" + n).c_str());
+}
+
+/// The /dev/shm entries whose names this process's tests made and that still exist.
+inline std::vector<std::string> leftover_segments() {
+  return segments_named({name_prefix(), "embedded-" + std::to_string(::getpid()) + "-"});
+}
+
+/// Where the `cadre` and `cadre-engine` binaries are: $CADRE_BIN_DIR, else the build's bin/.
+inline std::string bin_dir() {
+  if (const char* e = std::getenv("CADRE_BIN_DIR"); e && *e) return e;
+#ifdef CADRE_BIN_DIR
+  return CADRE_BIN_DIR;
+#else
+  return {};
+#endif
 }
 
 /// The 4-engine cluster most tests share, started on first use and stopped by the environment below
@@ -179,9 +208,7 @@ class Environment : public ::testing::Environment {
  public:
   void TearDown() override {
     shared_slot().reset();
-    const auto left = leftover_segments();
-    EXPECT_TRUE(left.empty()) << "segments left in /dev/shm: " << ::testing::PrintToString(left);
-    for (const auto& n : left) ::unlink(("/dev/shm/" + n).c_str());  // do not leave them for the next run
+    expect_no_segments_left({name_prefix(), "embedded-" + std::to_string(::getpid()) + "-"});
   }
 };
 
