@@ -82,11 +82,6 @@ inline std::string fmt_mode(mode_t m) {
   return buf;
 }
 
-/// The /dev/shm path of a cluster's segment.
-inline std::string segment_path(std::string_view cluster) {
-  return "/dev/shm/" + shm_name(cluster);
-}
-
 /// True while the cluster's segment has a name in /dev/shm (whatever state it is in).
 inline bool segment_exists(std::string_view cluster) {
   struct stat st {};

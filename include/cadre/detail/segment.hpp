@@ -55,6 +55,9 @@ inline std::string shm_name(std::string_view cluster) {
   return "cadre-" + std::to_string(::geteuid()) + "-" + std::string(cluster);
 }
 
+/// The /dev/shm path of a cluster's segment.
+inline std::string segment_path(std::string_view cluster) { return "/dev/shm/" + shm_name(cluster); }
+
 struct SegmentConfig {
   std::string cluster;
   std::uint32_t engines = 1;
@@ -181,7 +184,7 @@ class Segment {
   static bool remove_if_stale(std::string_view cluster) {
     // Never another user's file, even as root (who may unlink anything in /dev/shm despite its sticky bit).
     struct stat st{};
-    if (::stat(("/dev/shm/" + shm_name(cluster)).c_str(), &st) == 0 && st.st_uid != ::geteuid()) return false;
+    if (::stat(segment_path(cluster).c_str(), &st) == 0 && st.st_uid != ::geteuid()) return false;
     pid_t creator = 0;
     try {
       Segment s = open(cluster, std::chrono::milliseconds(200));
