@@ -41,9 +41,11 @@ struct TaskState {
 
   // Load-balanced tasks only:
   bool balanced = false;
-  bool queued = false;                  // false while waiting for dependencies
+  // Written by the submitting thread (or, on a retry, the one checking health) while other threads
+  // may read them to abort or to check deadlines: pos is stored before queued is released.
+  std::atomic<bool> queued{false};      // false while waiting for dependencies
   std::uint32_t queue = 0;
-  std::uint64_t pos = 0;                // position in its queue
+  std::atomic<std::uint64_t> pos{0};    // position in its queue
   std::uint64_t deadline_ns = 0;        // must start by then (0: no limit)
   int retries_left = 0;
   RecordKind kind = RecordKind::apply;
@@ -242,8 +244,8 @@ class ClientCore {
       progress(200'000);  // the queue is full: wait for engines to take tasks
       lock.lock();
     }
-    t.pos = pos;
-    t.queued = true;
+    t.pos.store(pos, std::memory_order_relaxed);
+    t.queued.store(true, std::memory_order_release);
   }
 
   bool remove_deferred(TaskState& t) {
