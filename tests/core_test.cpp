@@ -189,7 +189,7 @@ TEST(client, late_results_of_a_client_that_left_are_freed_when_its_slot_is_reuse
       ::usleep(useconds_t(ms) * 1000);
       return std::vector<double>(1 << 17, 1.0);  // 1 MiB: a result block pinned for that client
     }, 200);
-    EXPECT_TRUE(wait_until([&] { return seg.engine(2).state.load() == std::uint32_t(cadre::detail::EngineState::busy); }));
+    EXPECT_TRUE(wait_until([&] { return cadre::detail::engine_state(seg.engine(2)) == cadre::detail::EngineState::busy; }));
   }  // gone before its result exists
   cadre::Client next{shared().cluster.name()};  // takes the same slot, and drains what was left in it
   EXPECT_EQ(next[2].apply_sync(twice, 1), 2);   // runs after the late result was posted

@@ -187,7 +187,7 @@ TEST(engine_death, a_sigkilled_engine_fails_its_task_with_engine_error_and_the_o
   const auto pids = c.pids();
   cadre::AsyncResult<int> sleeping = client[1].apply_async(sleep_ms, 60000);
   ASSERT_TRUE(wait_until([&] {
-    return client.segment()->engine(1).state.load() == std::uint32_t(cadre::detail::EngineState::busy);
+    return cadre::detail::engine_state(client.segment()->engine(1)) == cadre::detail::EngineState::busy;
   }));
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(::kill(pids[1], SIGKILL), 0);
@@ -311,7 +311,7 @@ TEST(engine_restart, the_error_of_a_restarted_engine_names_the_pid_and_signal_th
   const pid_t old_pid = c.pids()[1];
   cadre::AsyncResult<int> sleeping = client[1].apply_async(sleep_ms, 60000);
   ASSERT_TRUE(wait_until([&] {
-    return client.segment()->engine(1).state.load() == std::uint32_t(cadre::detail::EngineState::busy);
+    return cadre::detail::engine_state(client.segment()->engine(1)) == cadre::detail::EngineState::busy;
   }));
   ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
   ASSERT_TRUE(wait_until([&] { const pid_t p = c.pids()[1]; return p != 0 && p != old_pid; }, 10s));
@@ -402,7 +402,7 @@ class RawClient {
     std::memcpy(s->data, data.data(), std::min(data.size(), cadre::detail::kInlineBytes));
     if (fill) fill(*s);
     commands_.publish();
-    cadre::detail::Doorbell{&seg_.engine(0).doorbell, &seg_.engine(0).sleepers}.ring();
+    cadre::detail::Doorbell{&seg_.engine(0).doorbell, &seg_.engine(0).sleepers, &seg_.engine(0).wake_pending}.ring();
   }
 
   /// The status of the next completion (which must be for `task`), or -1 if none came within 10 s.

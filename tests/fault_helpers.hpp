@@ -127,7 +127,7 @@ template <class T>
 
 /// Engine i is running a task.
 inline bool engine_busy(const cadre::Client& c, int i) {
-  return c.segment()->engine(std::uint32_t(i)).state.load() == std::uint32_t(cadre::detail::EngineState::busy);
+  return cadre::detail::engine_state(c.segment()->engine(std::uint32_t(i))) == cadre::detail::EngineState::busy;
 }
 
 // ---- processes -------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ R task_value(const TaskState& t, std::string_view what) {
     (void)t, (void)what;
   } else {
     const TypedView v = t.type_head.empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head, t.bytes);
-    return decode_typed<R>(v, std::string(what) + " on engine " + std::to_string(t.engine));
+    return decode_typed<R>(v, [&] { return std::string(what) + " on engine " + std::to_string(t.engine); });
   }
 }
 
@@ -257,7 +257,8 @@ class AsyncResult {
  protected:
   struct State {
     State(std::shared_ptr<detail::ClientCore> c, std::vector<detail::Task> t, Combine f)
-        : core(std::move(c)), tasks(std::move(t)), combine(std::move(f)), submitted_ns(detail::now_ns()) {}
+        : core(std::move(c)), tasks(std::move(t)), combine(std::move(f)),
+          submitted_ns(tasks.empty() ? detail::now_ns() : tasks.front()->submitted_ns) {}
     std::shared_ptr<detail::ClientCore> core;
     std::vector<detail::Task> tasks;
     Combine combine;

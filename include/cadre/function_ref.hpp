@@ -142,6 +142,16 @@ inline CodeRef get_code_ref(Reader& r) {
   return c;
 }
 
+/// Advances r over a code reference without decoding it (no copy of its path).
+inline void skip_code_ref(Reader& r) {
+  r.get<std::uint8_t>();
+  const auto id_len = r.get<std::uint8_t>();
+  if (id_len > std::tuple_size_v<decltype(BuildId::bytes)>) throw decode_error("code reference with a build-id of " + std::to_string(id_len) + " bytes");
+  r.take(id_len);
+  r.get<std::uint64_t>();
+  r.str(4096);
+}
+
 /// Demangled name of a type, for messages.
 inline std::string demangle(const char* mangled) {
   int status = 0;
@@ -218,7 +228,7 @@ P get_arg(Reader& r, std::span<const std::byte> all, Namespace& ns, std::size_t 
   r.align(16);
   const std::size_t at = r.pos();
   r.take(len);
-  return decode_typed<P>(parse_typed(all.subspan(at, len)), "argument " + std::to_string(index));
+  return decode_typed<P>(parse_typed(all.subspan(at, len)), [index] { return "argument " + std::to_string(index); });
 }
 
 /// Encodes the arguments for a function whose (decayed, namespace-less) parameters are Params.

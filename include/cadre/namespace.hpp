@@ -63,7 +63,7 @@ class Namespace {
         return T(v.begin(), v.end());
       }
     }
-    return detail::decode_typed<T>(s.typed(), context(name));
+    return detail::decode_typed<T>(s.typed(), [&] { return context(name); });
   }
 
   /// The value in place: `std::span<const E>` for `std::vector<E>`/`std::array`, `Eigen::Map<const M>` for

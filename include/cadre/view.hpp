@@ -104,8 +104,8 @@ class BasicView {
   std::size_t size() const noexcept { return t_.ids().size(); }
 
  protected:
-  template <class R>
-  AsyncResult<result_t<R>> make(std::vector<Task> tasks, std::string what, ErrorPolicy policy) const {
+  template <class R, class Label>
+  AsyncResult<result_t<R>> make(std::vector<Task> tasks, Label what, ErrorPolicy policy) const {
     if constexpr (Single) return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), single<R>(std::move(what)));
     else return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), each<R>(std::move(what), policy));
   }

@@ -14,8 +14,10 @@
 #include <cadre/errors.hpp>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -31,7 +33,7 @@ struct TaskState {
   std::uint32_t generation = 0;
   std::uint64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;
   Status status = Status::ok;
-  std::vector<std::byte> inline_bytes;  // small payloads are copied here (16-byte aligned storage)
+  std::vector<std::byte> inline_bytes;  // payloads not held in a block are copied here, or into `small`
   std::vector<std::byte> type_head;     // set when the payload is a split typed value (wire.hpp)
   std::span<const std::byte> bytes;     // the payload: inline_bytes or a held block
   std::shared_ptr<void> hold;
@@ -52,7 +54,24 @@ struct TaskState {
   std::vector<std::byte> record;        // kept for retries and for deferred sending
   std::vector<std::shared_ptr<TaskState>> after;  // must all succeed before this one is sent
 
+  // Most results are a few bytes: they go here, with no allocation (16-byte aligned, as decoders expect).
+  static constexpr std::size_t kSmall = 64;
+  alignas(16) std::byte small[kSmall];
+
+  TaskState() noexcept {}  // user-provided: `small` is not zeroed on every task
+
   bool is_done() const noexcept { return done.load(std::memory_order_acquire); }
+
+  /// Copies a payload that is not held in a block.
+  void keep(std::span<const std::byte> b) {
+    if (b.size() <= kSmall) {
+      if (!b.empty()) std::memcpy(small, b.data(), b.size());
+      bytes = {small, b.size()};
+    } else {
+      inline_bytes.assign(b.begin(), b.end());
+      bytes = inline_bytes;
+    }
+  }
 };
 using Task = std::shared_ptr<TaskState>;
 
@@ -150,9 +169,12 @@ class ClientCore {
   /// Waits until t is done, or until deadline_ns (monotonic; 0 = forever). False on timeout.
   bool wait(const TaskState& t, std::uint64_t deadline_ns = 0) {
     while (!t.is_done()) {
-      const std::uint64_t now = now_ns();
-      if (deadline_ns && now >= deadline_ns) return false;
-      const std::uint64_t slice = std::min<std::uint64_t>(kHealthPeriodNs, deadline_ns ? deadline_ns - now : kHealthPeriodNs);
+      std::uint64_t slice = kHealthPeriodNs;
+      if (deadline_ns) {
+        const std::uint64_t now = now_ns();
+        if (now >= deadline_ns) return false;
+        slice = std::min(slice, deadline_ns - now);
+      }
       progress(slice, &t);
     }
     return true;
@@ -170,7 +192,7 @@ class ClientCore {
         return;
       }
       if (!drain() && !(until && until->is_done())) {
-        if (now_ns() >= next_health_ns_) check_health();
+        if (coarse_now_ns() >= next_health_ns_) check_health();
         if (!(until && until->is_done())) {
           t_->wait(slice_ns);
           drain();
@@ -305,15 +327,14 @@ class ClientCore {
       t->status = c.status;
       t->started_ns = c.started_ns;
       t->finished_ns = c.finished_ns;
-      t->type_head.assign(c.head.begin(), c.head.end());
+      if (!c.head.empty()) t->type_head.assign(c.head.begin(), c.head.end());
       t->out = std::move(c.out);
       t->err = std::move(c.err);
       if (c.hold) {
         t->hold = std::move(c.hold);
         t->bytes = c.bytes;
       } else {
-        t->inline_bytes.assign(c.bytes.begin(), c.bytes.end());
-        t->bytes = t->inline_bytes;
+        t->keep(c.bytes);
       }
       t->done.store(true, std::memory_order_release);
     });
@@ -330,7 +351,7 @@ class ClientCore {
   }
 
   void check_health() {
-    next_health_ns_ = now_ns() + kHealthPeriodNs;
+    next_health_ns_ = coarse_now_ns() + kHealthPeriodNs;
     std::vector<Task> tasks;
     {
       std::lock_guard lock(tasks_mu_);

@@ -133,7 +133,7 @@ class Engine {
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
     const LauncherWatch watch(launcher_, me_);
-    const Doorbell bell{&me_.doorbell, &me_.sleepers};
+    const Doorbell bell{&me_.doorbell, &me_.sleepers, &me_.wake_pending};
     for (;;) {
       bool worked = false;
       for (std::uint32_t c = 0; c < kMaxClients; ++c) {
@@ -311,7 +311,6 @@ class Engine {
     const std::uint64_t started = now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
     me_.current_task.store(h.task_id, std::memory_order_release);
-    me_.state.store(std::uint32_t(EngineState::busy), std::memory_order_relaxed);
     bool block_consumed = false;
     try {
       if (balanced && h.deadline_ns && started > h.deadline_ns)
@@ -397,7 +396,6 @@ class Engine {
     if (h.kind == RecordKind::apply) capture_.collect(out_, err_);
     me_.tasks_done.fetch_add(1, std::memory_order_relaxed);
     me_.current_task.store(0, std::memory_order_relaxed);
-    me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_relaxed);
     complete(c, h, status, started, reply_block, reply_at);
   }
 
@@ -503,12 +501,12 @@ class Engine {
   static void* resolve_cached(Reader& r, ResolvedRef& last) {
     Reader peek = r;
     const std::size_t start = r.pos();
-    const CodeRef ref = get_code_ref(peek);
-    (void)ref;
+    skip_code_ref(peek);
     const std::size_t len = peek.pos() - start;
     auto raw = r.take(len);
     if (last.ptr && raw.size() == last.bytes.size() && std::memcmp(raw.data(), last.bytes.data(), raw.size()) == 0) return last.ptr;
-    last.ptr = resolve(ref);
+    Reader whole(raw);
+    last.ptr = resolve(get_code_ref(whole));
     last.bytes.assign(raw.begin(), raw.end());
     return last.ptr;
   }
@@ -635,7 +633,7 @@ class Engine {
     s->reserved[1] = h.client_gen;
     if (!block && len) std::memcpy(s->data, result_.data(), len);
     completions_[c].publish();
-    Doorbell{&seg_.client(c).doorbell, &seg_.client(c).sleepers}.ring();
+    Doorbell{&seg_.client(c).doorbell, &seg_.client(c).sleepers, &seg_.client(c).wake_pending}.ring();
     result_len_override_ = 0;
   }
 

@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 7;
+inline constexpr std::uint32_t kLayoutVersion = 8;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -86,10 +86,12 @@ struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::int32_t> last_pid;
   std::atomic<std::int32_t> last_signal;
   std::atomic<std::uint32_t> last_generation;
-  std::atomic<std::uint32_t> counted_runnable;  // 1 while this engine is counted in SegmentHeader::runnable
+  // What the engine writes for every task lives on its own cache lines from here: a client reading the
+  // fields above before each send (health) then finds them in its cache, not in the engine's.
+  alignas(kCacheLine) std::atomic<std::uint32_t> counted_runnable;  // 1 while counted in SegmentHeader::runnable
   std::atomic<std::uint64_t> heartbeat_ns;
   std::atomic<std::uint64_t> tasks_done;
-  std::atomic<std::uint64_t> current_task;      // task id being run, 0 when idle
+  std::atomic<std::uint64_t> current_task;      // task id being run, 0 when idle (state stays idle: see engine_state)
   std::atomic<std::uint32_t> current_client;    // the client slot it belongs to
   std::atomic<std::uint32_t> abort_client;      // a client asks to interrupt (abort_client, abort_task)...
   std::atomic<std::uint64_t> abort_task;        // ...then sends SIGUSR2; the engine checks it is still running it
@@ -107,7 +109,15 @@ struct alignas(kCacheLine) EngineSlot {
   // The engine's doorbell: clients bump it after publishing a command if the engine sleeps.
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
   std::atomic<std::uint32_t> sleepers;
+  std::atomic<std::uint32_t> wake_pending;  // 1: a client rang and the engine has not gone to sleep since
 };
+
+/// An engine's state as users see it: busy while it runs a task. The engine does not store busy and
+/// idle in `state` for every task (that line is read by clients before each send); it sets current_task.
+inline EngineState engine_state(const EngineSlot& s) noexcept {
+  const auto st = EngineState(s.state.load(std::memory_order_acquire));
+  return st == EngineState::idle && s.current_task.load(std::memory_order_acquire) != 0 ? EngineState::busy : st;
+}
 
 struct alignas(kCacheLine) ClientSlot {
   // 0: free; claimed by CAS, released by store. Negative: -(pid) of a process that is retiring the slot
@@ -117,6 +127,7 @@ struct alignas(kCacheLine) ClientSlot {
   std::atomic<std::uint32_t> counted_runnable;
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;  // engines bump it after publishing a completion
   std::atomic<std::uint32_t> sleepers;
+  std::atomic<std::uint32_t> wake_pending;  // 1: an engine rang and the client has not gone to sleep since
 };
 
 /// Kinds of records in ring slots.

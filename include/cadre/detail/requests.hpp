@@ -190,9 +190,12 @@ class Targets {
   std::vector<int> ids_;
 };
 
+// `what` names the value in error messages: a string literal where it can be (a lambda holding only
+// a pointer fits in std::function without an allocation), a std::string where it is built.
+
 /// Combines tasks into one value per engine.
-template <class R>
-auto each(std::string what, ErrorPolicy policy) {
+template <class R, class Label>
+auto each(Label what, ErrorPolicy policy) {
   return [what = std::move(what), policy](const std::vector<Task>& tasks) {
     throw_errors(tasks, policy);
     if constexpr (std::is_void_v<R>) {
@@ -207,8 +210,8 @@ auto each(std::string what, ErrorPolicy policy) {
 }
 
 /// Combines the single task of a one-engine view.
-template <class R>
-auto single(std::string what) {
+template <class R, class Label>
+auto single(Label what) {
   return [what = std::move(what)](const std::vector<Task>& tasks) -> R {
     throw_errors(tasks, ErrorPolicy::first);
     return task_value<R>(*tasks.at(0), what);

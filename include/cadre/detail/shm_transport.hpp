@@ -107,7 +107,7 @@ class ShmTransport final : public Transport {
       if (!head.empty()) std::memcpy(s->data, head.data(), head.size());
     }
     producers_[e].publish();
-    if (Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers}.ring()) woke_engine_.store(true, std::memory_order_relaxed);
+    if (Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers, &seg_->engine(e).wake_pending}.ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return SendResult::sent;
   }
 
@@ -168,7 +168,7 @@ class ShmTransport final : public Transport {
 
   void wait(std::uint64_t timeout_ns) override {
     auto& me = seg_->client(slot_);
-    wait_for(Doorbell{&me.doorbell, &me.sleepers}, token_,
+    wait_for(Doorbell{&me.doorbell, &me.sleepers, &me.wake_pending}, token_,
              [&] {
                for (auto& c : consumers_)
                  if (c.has_data()) return true;
@@ -303,7 +303,7 @@ class ShmTransport final : public Transport {
     EngineLoad l;
     const EngineSlot& s = seg_->engine(e);
     l.done = s.tasks_done.load(std::memory_order_relaxed);
-    l.running = EngineState(s.state.load(std::memory_order_relaxed)) == EngineState::busy;
+    l.running = engine_state(s) == EngineState::busy;
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       const RingStorage* r = seg_->command_ring(e, c);
       l.queued += r->idx.head.load(std::memory_order_relaxed) - r->idx.tail.load(std::memory_order_relaxed);
@@ -350,7 +350,8 @@ class ShmTransport final : public Transport {
       const std::uint32_t e = (next_wake_ + k) % n;
       if (e < 64 && mask != ~0ull && !((mask >> e) & 1)) continue;
       EngineSlot& s = seg_->engine(e);
-      if (s.sleepers.load(std::memory_order_relaxed) != 0) {
+      // An engine already rung is on its way: wake another sleeper instead, if there is one.
+      if (s.sleepers.load(std::memory_order_acquire) != 0 && s.wake_pending.exchange(1, std::memory_order_acq_rel) == 0) {
         s.doorbell.fetch_add(1, std::memory_order_release);
         futex_wake(&s.doorbell, INT_MAX);
         next_wake_ = e + 1;

@@ -10,6 +10,7 @@
 #include <cadre/errors.hpp>
 
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -200,11 +201,17 @@ void encode_typed(const T& v, std::vector<std::byte>& out) {
   write_typed_header<T>(out.data() + start, out.size() - start - off);
 }
 
-/// Decodes a T from a typed value, checking its type; `context` names the value in the error.
+/// Decodes a T from a typed value, checking its type; `context()` names the value in the error. It is
+/// a function so that the name is built only for the error: not an allocation on every value.
+template <class T, std::invocable Context>
+T decode_typed(const TypedView& v, const Context& context) {
+  if (v.type_hash != type_hash<T>()) throw type_error(std::string(v.type), type_name<T>(), std::string(context()));
+  return decode<T>(v.payload);
+}
+
 template <class T>
 T decode_typed(const TypedView& v, std::string_view context) {
-  if (v.type_hash != type_hash<T>()) throw type_error(std::string(v.type), type_name<T>(), std::string(context));
-  return decode<T>(v.payload);
+  return decode_typed<T>(v, [context] { return std::string(context); });
 }
 
 /// Encodes a list of strings (used for error details).
