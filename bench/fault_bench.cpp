@@ -18,7 +18,7 @@ int sleep_a_minute() {
 }
 
 bool engine_busy(const cadre::Client& c, int e) {
-  return c.segment()->engine(std::uint32_t(e)).state.load() == std::uint32_t(cadre::detail::EngineState::busy);
+  return cadre::detail::engine_state(c.segment()->engine(std::uint32_t(e))) == cadre::detail::EngineState::busy;
 }
 
 template <class Pred>
