@@ -402,7 +402,7 @@ class RawClient {
     std::memcpy(s->data, data.data(), std::min(data.size(), cadre::detail::kInlineBytes));
     if (fill) fill(*s);
     commands_.publish();
-    cadre::detail::Doorbell{&seg_.engine(0).doorbell, &seg_.engine(0).sleepers, &seg_.engine(0).wake_pending}.ring();
+    cadre::detail::doorbell_of(seg_.engine(0)).ring();
   }
 
   /// The status of the next completion (which must be for `task`), or -1 if none came within 10 s.

@@ -165,11 +165,6 @@ inline void expect_no_segments_left(std::initializer_list<std::string> prefixes)
   for (const auto& n : left) ::unlink(("/dev/shm/" + n).c_str());
 }
 
-/// The /dev/shm entries whose names this process's tests made and that still exist.
-inline std::vector<std::string> leftover_segments() {
-  return segments_named({name_prefix(), "embedded-" + std::to_string(::getpid()) + "-"});
-}
-
 /// Where the `cadre` and `cadre-engine` binaries are: $CADRE_BIN_DIR, else the build's bin/.
 inline std::string bin_dir() {
   if (const char* e = std::getenv("CADRE_BIN_DIR"); e && *e) return e;

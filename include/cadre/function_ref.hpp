@@ -130,27 +130,29 @@ inline void put_code_ref(Writer& w, const CodeRef& r) {
   w.str(r.path);
 }
 
-inline CodeRef get_code_ref(Reader& r) {
-  CodeRef c;
+/// A code reference as read from a record: its path still points into the record's bytes.
+struct CodeRefView {
+  BuildId id;
+  std::uint64_t offset = 0;
+  bool main = false;
+  std::string_view path;
+
+  CodeRef owned() const { return CodeRef{id, offset, main, std::string(path)}; }
+};
+
+inline CodeRefView read_code_ref(Reader& r) {
+  CodeRefView c;
   c.main = r.get<std::uint8_t>() != 0;
   c.id.len = r.get<std::uint8_t>();
   if (c.id.len > c.id.bytes.size()) throw decode_error("code reference with a build-id of " + std::to_string(c.id.len) + " bytes");
   auto b = r.take(c.id.len);
   std::memcpy(c.id.bytes.data(), b.data(), c.id.len);
   c.offset = r.get<std::uint64_t>();
-  c.path = std::string(r.str(4096));
+  c.path = r.str(4096);
   return c;
 }
 
-/// Advances r over a code reference without decoding it (no copy of its path).
-inline void skip_code_ref(Reader& r) {
-  r.get<std::uint8_t>();
-  const auto id_len = r.get<std::uint8_t>();
-  if (id_len > std::tuple_size_v<decltype(BuildId::bytes)>) throw decode_error("code reference with a build-id of " + std::to_string(id_len) + " bytes");
-  r.take(id_len);
-  r.get<std::uint64_t>();
-  r.str(4096);
-}
+inline CodeRef get_code_ref(Reader& r) { return read_code_ref(r).owned(); }
 
 /// Demangled name of a type, for messages.
 inline std::string demangle(const char* mangled) {

@@ -340,10 +340,7 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
     EngineInfo e;
     e.id = int(i);
     e.pid = s.pid.load(std::memory_order_acquire);
-    const std::uint32_t raw_state = s.state.load(std::memory_order_acquire);
-    e.state = raw_state <= std::uint32_t(EngineState::stopped) ? EngineState(raw_state)
-                                                               : EngineState::empty;
-    if (e.state == EngineState::idle && s.current_task.load(std::memory_order_acquire) != 0) e.state = EngineState::busy;
+    e.state = engine_state(s);
     e.generation = s.generation.load(std::memory_order_relaxed);
     e.tasks_done = s.tasks_done.load(std::memory_order_relaxed);
     e.heartbeat_ns = s.heartbeat_ns.load(std::memory_order_relaxed);

@@ -133,7 +133,7 @@ class Engine {
     me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
     me_.state.store(std::uint32_t(EngineState::idle), std::memory_order_release);
     const LauncherWatch watch(launcher_, me_);
-    const Doorbell bell{&me_.doorbell, &me_.sleepers, &me_.wake_pending};
+    const Doorbell bell = doorbell_of(me_);
     for (;;) {
       bool worked = false;
       for (std::uint32_t c = 0; c < kMaxClients; ++c) {
@@ -501,12 +501,10 @@ class Engine {
   static void* resolve_cached(Reader& r, ResolvedRef& last) {
     Reader peek = r;
     const std::size_t start = r.pos();
-    skip_code_ref(peek);
-    const std::size_t len = peek.pos() - start;
-    auto raw = r.take(len);
+    const CodeRefView ref = read_code_ref(peek);  // no copy of the path unless it must be resolved
+    auto raw = r.take(peek.pos() - start);
     if (last.ptr && raw.size() == last.bytes.size() && std::memcmp(raw.data(), last.bytes.data(), raw.size()) == 0) return last.ptr;
-    Reader whole(raw);
-    last.ptr = resolve(get_code_ref(whole));
+    last.ptr = resolve(ref.owned());
     last.bytes.assign(raw.begin(), raw.end());
     return last.ptr;
   }
@@ -633,7 +631,7 @@ class Engine {
     s->reserved[1] = h.client_gen;
     if (!block && len) std::memcpy(s->data, result_.data(), len);
     completions_[c].publish();
-    Doorbell{&seg_.client(c).doorbell, &seg_.client(c).sleepers, &seg_.client(c).wake_pending}.ring();
+    doorbell_of(seg_.client(c)).ring();
     result_len_override_ = 0;
   }
 

@@ -114,8 +114,11 @@ struct alignas(kCacheLine) EngineSlot {
 
 /// An engine's state as users see it: busy while it runs a task. The engine does not store busy and
 /// idle in `state` for every task (that line is read by clients before each send); it sets current_task.
+/// A value no cadre writes (a damaged segment) reads as empty.
 inline EngineState engine_state(const EngineSlot& s) noexcept {
-  const auto st = EngineState(s.state.load(std::memory_order_acquire));
+  const std::uint32_t raw = s.state.load(std::memory_order_acquire);
+  if (raw > std::uint32_t(EngineState::stopped)) return EngineState::empty;
+  const auto st = EngineState(raw);
   return st == EngineState::idle && s.current_task.load(std::memory_order_acquire) != 0 ? EngineState::busy : st;
 }
 

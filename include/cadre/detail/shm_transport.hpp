@@ -107,7 +107,7 @@ class ShmTransport final : public Transport {
       if (!head.empty()) std::memcpy(s->data, head.data(), head.size());
     }
     producers_[e].publish();
-    if (Doorbell{&seg_->engine(e).doorbell, &seg_->engine(e).sleepers, &seg_->engine(e).wake_pending}.ring()) woke_engine_.store(true, std::memory_order_relaxed);
+    if (doorbell_of(seg_->engine(e)).ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return SendResult::sent;
   }
 
@@ -168,7 +168,7 @@ class ShmTransport final : public Transport {
 
   void wait(std::uint64_t timeout_ns) override {
     auto& me = seg_->client(slot_);
-    wait_for(Doorbell{&me.doorbell, &me.sleepers, &me.wake_pending}, token_,
+    wait_for(doorbell_of(me), token_,
              [&] {
                for (auto& c : consumers_)
                  if (c.has_data()) return true;
@@ -349,11 +349,8 @@ class ShmTransport final : public Transport {
     for (std::uint32_t k = 0; k < n; ++k) {
       const std::uint32_t e = (next_wake_ + k) % n;
       if (e < 64 && mask != ~0ull && !((mask >> e) & 1)) continue;
-      EngineSlot& s = seg_->engine(e);
       // An engine already rung is on its way: wake another sleeper instead, if there is one.
-      if (s.sleepers.load(std::memory_order_acquire) != 0 && s.wake_pending.exchange(1, std::memory_order_acq_rel) == 0) {
-        s.doorbell.fetch_add(1, std::memory_order_release);
-        futex_wake(&s.doorbell, INT_MAX);
+      if (doorbell_of(seg_->engine(e)).wake() == Doorbell::Woke::now) {
         next_wake_ = e + 1;
         return;
       }

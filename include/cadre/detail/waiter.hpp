@@ -34,16 +34,30 @@ struct Doorbell {
   std::atomic<std::uint32_t>* sleepers;
   std::atomic<std::uint32_t>* pending;
 
+  enum class Woke { nobody_asleep, already_rung, now };
+
   /// Called by a producer right after publishing: wakes the sleepers, if any. True if there were.
   bool ring() const noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // publication before the sleepers read
-    if (sleepers->load(std::memory_order_acquire) == 0) return false;
-    if (pending->exchange(1, std::memory_order_acq_rel) != 0) return true;  // rung since they went to sleep
+    return wake() != Woke::nobody_asleep;
+  }
+
+  /// ring() for a producer that already issued the fence after publishing (e.g. one fence, then a
+  /// look at several doorbells). already_rung: a wake-up is on its way since they went to sleep.
+  Woke wake() const noexcept {
+    if (sleepers->load(std::memory_order_acquire) == 0) return Woke::nobody_asleep;
+    if (pending->exchange(1, std::memory_order_acq_rel) != 0) return Woke::already_rung;
     word->fetch_add(1, std::memory_order_release);
     futex_wake(word, INT_MAX);
-    return true;
+    return Woke::now;
   }
 };
+
+/// The doorbell of an engine or client slot (EngineSlot, ClientSlot).
+template <class Slot>
+Doorbell doorbell_of(Slot& s) noexcept {
+  return {&s.doorbell, &s.sleepers, &s.wake_pending};
+}
 
 /// Marks one process as wanting a CPU, for the spin policy. Each process holds one for its lifetime.
 class RunnableToken {
