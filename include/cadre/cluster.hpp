@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -115,6 +116,14 @@ class Cluster {
   };
 
   void start() {
+    if (const char* parent = std::getenv("CADRE_ENGINE_CLUSTER")) {
+      // This process was started as an engine of `parent`, but main() did not call cadre::init(), so
+      // it runs the client's program instead. Starting engines here would start copies of this program
+      // that do the same: refuse, and the parent reports that its engine exited during start-up.
+      throw error(std::string("this process was started as an engine of cluster '") + parent +
+                  "', but main() did not call cadre::init(argc, argv) first, so it ran the client program and "
+                  "tried to start a cluster of its own; call cadre::init(argc, argv) at the start of main()");
+    }
     if (opts_.engines < 0 || opts_.engines > int(detail::kMaxEngines))
       throw std::invalid_argument("engine count " + std::to_string(opts_.engines) + " is out of range: use 1 to " +
                                   std::to_string(detail::kMaxEngines) + " (or 0 for one per CPU)");
