@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <fmt/format.h>
 
+#include <array>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -680,6 +681,51 @@ TEST(namespace_object, set_get_view_erase_without_a_segment) {
   EXPECT_FALSE(ns.contains("i"));
 }
 
+TEST(namespace_object, allocate_stores_a_writable_array_of_the_given_shape) {
+  cadre::Namespace ns;
+  auto m = ns.allocate<Eigen::MatrixXd>("m", 3, 2);
+  static_assert(std::is_same_v<decltype(m), Eigen::Map<Eigen::MatrixXd>>);
+  m << 1, 2, 3, 4, 5, 6;
+  EXPECT_EQ(ns.get<Eigen::MatrixXd>("m"), m);
+  EXPECT_EQ(ns.view<Eigen::MatrixXd>("m").data(), m.data()) << "the view reads where allocate wrote";
+  auto v = ns.allocate<std::vector<int>>("v", 5);
+  static_assert(std::is_same_v<decltype(v), std::span<int>>);
+  std::iota(v.begin(), v.end(), 10);
+  EXPECT_EQ(ns.get<std::vector<int>>("v"), (std::vector<int>{10, 11, 12, 13, 14}));
+  EXPECT_TRUE(ns.allocate<std::vector<int>>("v", 0).empty());  // replaces, like set
+  EXPECT_EQ(ns.get<std::vector<int>>("v"), std::vector<int>{});
+  auto f = ns.allocate<Eigen::Matrix2f>("f", 2, 2);
+  f.setIdentity();
+  EXPECT_EQ(ns.get<Eigen::Matrix2f>("f"), Eigen::Matrix2f::Identity());
+  EXPECT_THROW((void)ns.allocate<Eigen::Matrix2f>("f", 3, 2), std::invalid_argument);
+  EXPECT_THROW((void)ns.allocate<std::vector<int>>("v", 4, 2), std::invalid_argument);
+  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", std::size_t(1) << 62, 4), std::invalid_argument);
+}
+
+TEST(push_pull, a_result_allocated_in_the_segment_is_gathered_from_where_the_engine_wrote_it) {
+  cadre::DirectView all = rc()[cadre::all];
+  const auto where = all.apply_sync([](cadre::Namespace& ns) {
+    auto c = ns.allocate<Eigen::MatrixXd>("pp_alloc", 300, 40);  // 96 KB: a segment block
+    c.setConstant(double(ns.engine_id()));
+    return std::vector<long>{long(in_a_mapped_segment(c.data())), long(ns.locate("pp_alloc").block != 0)};
+  });
+  for (const auto& w : where) EXPECT_EQ(w, (std::vector<long>{1, 1}));
+  const Eigen::MatrixXd g = all.gather<Eigen::MatrixXd>("pp_alloc");
+  ASSERT_EQ(g.rows(), 300 * Eigen::Index(all.size()));
+  for (Eigen::Index e = 0; e < Eigen::Index(all.size()); ++e)
+    EXPECT_TRUE((g.middleRows(e * 300, 300).array() == double(all.targets()[std::size_t(e)])).all()) << "block " << e;
+  // A large push is written straight into each engine's block: the same value arrives everywhere.
+  const Eigen::MatrixXd big = Eigen::MatrixXd::Random(500, 300);
+  all.push("pp_big", big).get();
+  for (const auto& m : all.pull<Eigen::MatrixXd>("pp_big")) EXPECT_EQ(m, big);
+  const std::array<double, 20000> arr{1.5, 2.5};
+  all.push("pp_arr", arr).get();
+  EXPECT_EQ((rc()[2].pull<std::array<double, 20000>>("pp_arr")), arr);
+  all.erase("pp_alloc").get();
+  all.erase("pp_big").get();
+  all.erase("pp_arr").get();
+}
+
 // ---- Cluster lifecycle -------------------------------------------------------------------------------
 
 TEST(cluster, destroying_it_removes_the_segment_and_ends_the_engines) {
@@ -801,6 +847,22 @@ TEST(cluster, invalid_names_throw_invalid_argument) {
 TEST(cluster, engine_counts_out_of_range_throw_invalid_argument) {
   EXPECT_THROW(cadre::Cluster({.engines = -1, .name = unique_name("neg")}), std::invalid_argument);
   EXPECT_THROW(cadre::Cluster({.engines = 100000, .name = unique_name("many")}), std::invalid_argument);
+}
+
+// A program whose main() forgets cadre::init() runs main() again in each engine; if those copies could
+// start clusters, each would start more copies of itself (a fork bomb). They are refused instead.
+TEST(cluster, a_process_started_as_an_engine_without_init_cannot_start_a_cluster) {
+  ::setenv("CADRE_ENGINE_CLUSTER", "parent-of-this-test", 1);
+  try {
+    cadre::Cluster c({.engines = 1, .name = unique_name("copy")});
+    ADD_FAILURE() << "started";
+  } catch (const cadre::error& e) {
+    EXPECT_NE(std::string(e.what()).find("did not call cadre::init(argc, argv)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("parent-of-this-test"), std::string::npos) << e.what();
+  }
+  ::unsetenv("CADRE_ENGINE_CLUSTER");
+  cadre::Cluster fine({.engines = 1, .name = unique_name("fine")});
+  EXPECT_EQ(fine.client()[0].apply_sync(::getpid), fine.pids()[0]);
 }
 
 TEST(cluster, a_tiny_segment_is_invalid_and_a_huge_one_is_a_capacity_error) {

@@ -382,6 +382,26 @@ template <class T>
 requires is_raw_array_v<T>
 using raw_element_t = typename detail::codec_impl::raw_traits<std::remove_cvref_t<T>>::element;
 
+namespace detail::codec_impl {
+
+/// What encode() writes for a raw array: the header words [a][b], then n elements from data.
+template <class E>
+struct RawParts {
+  std::uint64_t a, b;
+  const E* data;
+  std::size_t n;
+};
+template <class T>
+requires is_raw_array_v<T>
+RawParts<raw_element_t<T>> raw_parts(const T& v) {
+  if constexpr (eigen_raw<T>)
+    return {static_cast<std::uint64_t>(v.rows()), static_cast<std::uint64_t>(v.cols()), v.data(), static_cast<std::size_t>(v.size())};
+  else
+    return {v.size(), 0, v.data(), v.size()};
+}
+
+}  // namespace detail::codec_impl
+
 /// In-place, read-only view of a raw array payload: std::span<const E> for std::vector<E> and
 /// std::array<E, N>, Eigen::Map<const M> for an Eigen type M. The view points into payload
 /// (at payload.data() + 16) and lives as long as it does. Throws decode_error when the payload is

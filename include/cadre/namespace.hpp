@@ -2,12 +2,16 @@
 #pragma once
 
 #include <cadre/codec.hpp>
+#include <cadre/detail/partition.hpp>
 #include <cadre/detail/segment.hpp>
 #include <cadre/detail/wire.hpp>
 #include <cadre/errors.hpp>
 
+#include <limits>
 #include <map>
 #include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +29,12 @@ namespace cadre {
 /// Large values (64 KiB and more) live in the cluster's shared segment, so the client pulls and
 /// gathers them without the engine copying a byte.
 class Namespace {
+ private:
+  template <class T>
+  struct is_std_vector : std::false_type {};
+  template <class E, class A>
+  struct is_std_vector<std::vector<E, A>> : std::true_type {};
+
  public:
   Namespace() = default;
   Namespace(detail::Segment* seg, int engine_id) noexcept : seg_(seg), id_(engine_id) {}
@@ -37,19 +47,57 @@ class Namespace {
   void set(std::string_view name, const T& value) {
     const std::size_t n = detail::typed_size(value);
     if (seg_ && n >= kBlockThreshold) {
-      const std::uint64_t off = seg_->alloc_block(n, detail::engine_tag(std::uint32_t(id_)), detail::kNsRef);
-      std::byte* p = seg_->block_data(off);
-      std::vector<std::byte> tmp;
-      tmp.reserve(n);
-      detail::encode_typed(value, tmp);
-      std::memcpy(p, tmp.data(), tmp.size());
-      adopt_block(name, off, 0, n);
+      if constexpr (is_raw_array_v<T>) {
+        // Straight into the block: one copy, no temporary encoding on the heap.
+        const auto parts = detail::codec_impl::raw_parts(value);
+        auto out = make_raw<T>(name, parts.a, parts.b, parts.n);
+        detail::copy_bytes(out, parts.data, parts.n * sizeof(*parts.data));
+      } else {
+        std::vector<std::byte> tmp;
+        tmp.reserve(n);
+        detail::encode_typed(value, tmp);
+        const std::uint64_t off = seg_->alloc_block(n, detail::engine_tag(std::uint32_t(id_)), detail::kNsRef);
+        std::memcpy(seg_->block_data(off), tmp.data(), tmp.size());
+        adopt_block(name, off, 0, n);
+      }
       return;
     }
     Stored s;
     detail::encode_typed(value, s.local);
     s.describe(detail::parse_typed(s.local));
     put(name, std::move(s));
+  }
+
+  /// Stores under name a new array of the given shape whose elements are left uninitialised, and returns
+  /// it writable: `Eigen::Map<M>` for an Eigen type, `std::span<E>` for `std::vector<E>`. Compute a
+  /// result straight into it and clients pull or gather it from where it was written (large arrays
+  /// live in the shared segment): no copy, no heap allocation on the engine.
+  ///
+  ///     auto c = ns.allocate<Eigen::MatrixXd>("C", a.rows(), b.cols());
+  ///     c.noalias() = a * b;
+  ///
+  /// Valid until name is set again or erased. Clients see the value once the engine function returns.
+  /// Throws std::invalid_argument when the shape contradicts M's fixed size, capacity_error when the
+  /// segment has no room.
+  template <class T>
+  requires is_raw_array_v<T> && (detail::codec_impl::eigen_raw<T> || is_std_vector<T>::value)
+  auto allocate(std::string_view name, std::size_t rows, std::size_t cols = 1) {
+    using E = raw_element_t<T>;
+    if constexpr (detail::codec_impl::eigen_raw<T>) {
+      const auto fixed = [](int dim, std::size_t got) { return dim == Eigen::Dynamic || std::size_t(dim) == got; };
+      if (!fixed(T::RowsAtCompileTime, rows) || !fixed(T::ColsAtCompileTime, cols))
+        throw std::invalid_argument("Namespace::allocate: a " + std::to_string(rows) + " x " + std::to_string(cols) + " array cannot be a " +
+                                    type_name<T>());
+      if (cols != 0 && rows > std::size_t(std::numeric_limits<Eigen::Index>::max()) / cols / sizeof(E))
+        throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " x " + std::to_string(cols) + " elements do not fit in memory");
+      E* p = make_raw<T>(name, rows, cols, rows * cols);
+      return Eigen::Map<T>(p, Eigen::Index(rows), Eigen::Index(cols));
+    } else {
+      if (cols != 1) throw std::invalid_argument("Namespace::allocate: a std::vector has one dimension; pass its size only");
+      if (rows > std::numeric_limits<std::size_t>::max() / 2 / sizeof(E))
+        throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " elements do not fit in memory");
+      return std::span<E>(make_raw<T>(name, rows, 0, rows), rows);
+    }
   }
 
   /// A copy of the value under name. Throws name_error if absent, type_error if it holds another type.
@@ -188,6 +236,35 @@ class Namespace {
     mutable std::uint64_t cache_hash = 0;
   };
 
+  /// Stores under name a raw array of type T with header words [a][b] and n elements left to the caller
+  /// to fill: in a block of the segment when large, else in engine memory. Returns the elements.
+  template <class T>
+  raw_element_t<T>* make_raw(std::string_view name, std::uint64_t a, std::uint64_t b, std::size_t n) {
+    using E = raw_element_t<T>;
+    const std::size_t payload = detail::kRawHeader + n * sizeof(E);
+    const std::size_t at = detail::envelope_payload_offset(type_name<T>().size()), total = at + payload;
+    Stored s;
+    std::byte* env;
+    if (seg_ && total >= kBlockThreshold) {
+      s.block = seg_->alloc_block(total, detail::engine_tag(std::uint32_t(id_)), detail::kNsRef);
+      env = seg_->block_data(s.block);
+    } else {
+      s.local.resize(total);
+      env = s.local.data();
+    }
+    detail::write_typed_header<T>(env, payload);
+    const std::uint64_t raw[2] = {a, b};
+    std::memcpy(env + at, raw, sizeof raw);
+    s.describe({type_hash<T>(), type_name<T>(), {env + at, payload}});
+    try {
+      put(name, std::move(s));  // moving `local` keeps its buffer where it is
+    } catch (...) {
+      drop(s);
+      throw;
+    }
+    return reinterpret_cast<E*>(env + at + detail::kRawHeader);
+  }
+
   void put(std::string_view name, Stored&& s) {
     auto it = values_.find(name);
     if (it == values_.end()) {
@@ -208,11 +285,6 @@ class Namespace {
     }
     s.block = 0;
   }
-
-  template <class T>
-  struct is_std_vector : std::false_type {};
-  template <class E, class A>
-  struct is_std_vector<std::vector<E, A>> : std::true_type {};
 
   template <class T>
   void check_type(const Stored& s, std::string_view name) const {

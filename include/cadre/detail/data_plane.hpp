@@ -147,7 +147,8 @@ std::vector<Task> scatter_eigen(const Targets& view, std::string_view name, cons
     } else if (c.count != 0) {
       // Column-major: a row block is one strided run per column, copied straight into place.
       const std::size_t rows = std::size_t(m.rows());
-      for (std::size_t j = 0; j < cols; ++j) std::memcpy(dst + j * c.count, m.data() + j * rows + c.begin, c.count * sizeof(S));
+      copy_runs(reinterpret_cast<std::byte*>(dst), c.count * sizeof(S), reinterpret_cast<const std::byte*>(m.data() + c.begin), rows * sizeof(S),
+                c.count * sizeof(S), cols);
     }
   }
   return send_all(core, ps);
@@ -310,12 +311,18 @@ M gather_eigen(const std::vector<Task>& tasks, std::string_view name) {
   if constexpr (row_vector) out.resize(1, total);
   else if constexpr (M::IsVectorAtCompileTime) out.resize(total, 1);
   else out.resize(total, cols);
+  advise_huge_pages(out.data(), std::size_t(out.size()) * sizeof(S));
   Eigen::Index at = 0;
   for (const auto& b : blocks) {
     const Eigen::Index n = row_vector ? b.cols() : b.rows();
     if (n == 0) continue;
-    if constexpr (row_vector) out.middleCols(at, n) = b;
-    else out.middleRows(at, n) = b;
+    if constexpr (M::IsVectorAtCompileTime || M::IsRowMajor) {
+      copy_bytes(out.data() + at * cols, b.data(), std::size_t(b.size()) * sizeof(S));
+    } else {
+      // Column-major: the block's rows land as one strided run per column.
+      copy_runs(reinterpret_cast<std::byte*>(out.data() + at), std::size_t(total) * sizeof(S), reinterpret_cast<const std::byte*>(b.data()),
+                std::size_t(n) * sizeof(S), std::size_t(n) * sizeof(S), std::size_t(cols));
+    }
     at += n;
   }
   (void)sizeof(S);
