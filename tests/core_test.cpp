@@ -30,6 +30,7 @@ using cadre::slice;
 // ---- functions that run on engines --------------------------------------------------------------
 
 int twice(int x) { return 2 * x; }
+int thrice(int x) { return 3 * x; }
 double half(double x) { return x / 2; }
 int engine_id_from_ns(cadre::Namespace& ns) { return ns.engine_id(); }
 int add_to_named(cadre::Namespace& ns, const std::string& name, int x) { return ns.get<int>(name) + x; }
@@ -250,6 +251,16 @@ TEST(direct_view, apply_ships_trivially_copyable_captures_by_value) {
   i = 1000;  // the lambda holds its own copy
   const std::vector<std::string> out = rc()[cadre::all].apply_sync(f, 1);
   for (const auto& s : out) EXPECT_EQ(s, "8/1.750000/pod3");
+}
+
+// The encoded reference to the last function applied is reused per thread: switching between
+// functions of one signature must still call the right one each time.
+TEST(direct_view, alternating_functions_of_one_signature_each_run) {
+  int (*const fns[])(int) = {twice, thrice, thrice, twice, twice};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(rc()[0].apply_sync(fns[i], 7), fns[i](7)) << "call " << i;
+  std::thread other([&] { EXPECT_EQ(rc()[1].apply_sync(thrice, 5), 15); });  // its own thread's cache
+  EXPECT_EQ(rc()[1].apply_sync(twice, 5), 10);
+  other.join();
 }
 
 TEST(direct_view, apply_passes_the_engines_namespace_to_a_function_that_takes_it_first) {
