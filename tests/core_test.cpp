@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -711,6 +712,9 @@ TEST(namespace_object, allocate_stores_a_writable_array_of_the_given_shape) {
   EXPECT_THROW((void)ns.allocate<Eigen::Matrix2f>("f", 3, 2), std::invalid_argument);
   EXPECT_THROW((void)ns.allocate<std::vector<int>>("v", 4, 2), std::invalid_argument);
   EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", std::size_t(1) << 62, 4), std::invalid_argument);
+  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", ~std::size_t(0), 0), std::invalid_argument);
+  EXPECT_THROW((void)(ns.allocate<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, 4, 4>>("b", 5, 1)), std::invalid_argument);
+  EXPECT_EQ(ns.get<Eigen::MatrixXd>("m"), m) << "a refused allocate leaves the old value";
 }
 
 TEST(push_pull, a_result_allocated_in_the_segment_is_gathered_from_where_the_engine_wrote_it) {
@@ -863,7 +867,11 @@ TEST(cluster, engine_counts_out_of_range_throw_invalid_argument) {
 // A program whose main() forgets cadre::init() runs main() again in each engine; if those copies could
 // start clusters, each would start more copies of itself (a fork bomb). They are refused instead.
 TEST(cluster, a_process_started_as_an_engine_without_init_cannot_start_a_cluster) {
-  ::setenv("CADRE_ENGINE_CLUSTER", "parent-of-this-test", 1);
+  struct AsIfAnEngine {  // unset again whatever the test does
+    AsIfAnEngine() { ::setenv("CADRE_ENGINE_CLUSTER", "parent-of-this-test", 1); }
+    ~AsIfAnEngine() { ::unsetenv("CADRE_ENGINE_CLUSTER"); }
+  };
+  std::optional<AsIfAnEngine> as_if(std::in_place);
   try {
     cadre::Cluster c({.engines = 1, .name = unique_name("copy")});
     ADD_FAILURE() << "started";
@@ -871,7 +879,7 @@ TEST(cluster, a_process_started_as_an_engine_without_init_cannot_start_a_cluster
     EXPECT_NE(std::string(e.what()).find("did not call cadre::init(argc, argv)"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("parent-of-this-test"), std::string::npos) << e.what();
   }
-  ::unsetenv("CADRE_ENGINE_CLUSTER");
+  as_if.reset();
   cadre::Cluster fine({.engines = 1, .name = unique_name("fine")});
   EXPECT_EQ(fine.client()[0].apply_sync(::getpid), fine.pids()[0]);
 }

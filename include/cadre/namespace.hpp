@@ -50,8 +50,7 @@ class Namespace {
       if constexpr (is_raw_array_v<T>) {
         // Straight into the block: one copy, no temporary encoding on the heap.
         const auto parts = detail::codec_impl::raw_parts(value);
-        auto out = make_raw<T>(name, parts.a, parts.b, parts.n);
-        detail::copy_bytes(out, parts.data, parts.n * sizeof(*parts.data));
+        make_raw<T>(name, parts.a, parts.b, parts.n, [&](auto* out) { detail::copy_bytes(out, parts.data, parts.n * sizeof(*parts.data)); });
       } else {
         std::vector<std::byte> tmp;
         tmp.reserve(n);
@@ -84,19 +83,22 @@ class Namespace {
   auto allocate(std::string_view name, std::size_t rows, std::size_t cols = 1) {
     using E = raw_element_t<T>;
     if constexpr (detail::codec_impl::eigen_raw<T>) {
-      const auto fixed = [](int dim, std::size_t got) { return dim == Eigen::Dynamic || std::size_t(dim) == got; };
-      if (!fixed(T::RowsAtCompileTime, rows) || !fixed(T::ColsAtCompileTime, cols))
+      const auto fits = [](int dim, int max, std::size_t got) {
+        return (dim == Eigen::Dynamic || std::size_t(dim) == got) && (max == Eigen::Dynamic || got <= std::size_t(max));
+      };
+      if (!fits(T::RowsAtCompileTime, T::MaxRowsAtCompileTime, rows) || !fits(T::ColsAtCompileTime, T::MaxColsAtCompileTime, cols))
         throw std::invalid_argument("Namespace::allocate: a " + std::to_string(rows) + " x " + std::to_string(cols) + " array cannot be a " +
                                     type_name<T>());
-      if (cols != 0 && rows > std::size_t(std::numeric_limits<Eigen::Index>::max()) / cols / sizeof(E))
+      constexpr auto kMax = std::size_t(std::numeric_limits<Eigen::Index>::max());
+      if (rows > kMax || cols > kMax || (cols != 0 && rows > kMax / cols / sizeof(E)))
         throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " x " + std::to_string(cols) + " elements do not fit in memory");
-      E* p = make_raw<T>(name, rows, cols, rows * cols);
+      E* p = make_raw<T>(name, rows, cols, rows * cols, [](E*) {});
       return Eigen::Map<T>(p, Eigen::Index(rows), Eigen::Index(cols));
     } else {
       if (cols != 1) throw std::invalid_argument("Namespace::allocate: a std::vector has one dimension; pass its size only");
       if (rows > std::numeric_limits<std::size_t>::max() / 2 / sizeof(E))
         throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " elements do not fit in memory");
-      return std::span<E>(make_raw<T>(name, rows, 0, rows), rows);
+      return std::span<E>(make_raw<T>(name, rows, 0, rows, [](E*) {}), rows);
     }
   }
 
@@ -236,13 +238,16 @@ class Namespace {
     mutable std::uint64_t cache_hash = 0;
   };
 
-  /// Stores under name a raw array of type T with header words [a][b] and n elements left to the caller
-  /// to fill: in a block of the segment when large, else in engine memory. Returns the elements.
-  template <class T>
-  raw_element_t<T>* make_raw(std::string_view name, std::uint64_t a, std::uint64_t b, std::size_t n) {
+  /// Stores under name a raw array of type T with header words [a][b] and n elements, which fill(E*)
+  /// writes before the value replaces any previous one: in a block of the segment when large, else in
+  /// engine memory. Returns the elements. Nothing is stored, and no block is kept, if anything throws.
+  template <class T, class Fill>
+  raw_element_t<T>* make_raw(std::string_view name, std::uint64_t a, std::uint64_t b, std::size_t n, const Fill& fill) {
     using E = raw_element_t<T>;
+    const std::string type = type_name<T>();
+    const std::uint64_t hash = type_hash<T>();
     const std::size_t payload = detail::kRawHeader + n * sizeof(E);
-    const std::size_t at = detail::envelope_payload_offset(type_name<T>().size()), total = at + payload;
+    const std::size_t at = detail::envelope_payload_offset(type.size()), total = at + payload;
     Stored s;
     std::byte* env;
     if (seg_ && total >= kBlockThreshold) {
@@ -252,17 +257,19 @@ class Namespace {
       s.local.resize(total);
       env = s.local.data();
     }
-    detail::write_typed_header<T>(env, payload);
-    const std::uint64_t raw[2] = {a, b};
-    std::memcpy(env + at, raw, sizeof raw);
-    s.describe({type_hash<T>(), type_name<T>(), {env + at, payload}});
     try {
+      detail::write_typed_header<T>(env, payload);
+      const std::uint64_t raw[2] = {a, b};
+      std::memcpy(env + at, raw, sizeof raw);
+      s.describe({hash, type, {env + at, payload}});
+      E* elements = reinterpret_cast<E*>(env + at + detail::kRawHeader);
+      fill(elements);
       put(name, std::move(s));  // moving `local` keeps its buffer where it is
+      return elements;
     } catch (...) {
       drop(s);
       throw;
     }
-    return reinterpret_cast<E*>(env + at + detail::kRawHeader);
   }
 
   void put(std::string_view name, Stored&& s) {

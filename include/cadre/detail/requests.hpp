@@ -179,9 +179,14 @@ class Targets {
         const auto head = std::span<const std::byte>(buf).first(name_bytes);
         for (int e : ids_) {
           OutBlock b = core_->transport().allocate(std::uint32_t(e), typed_len);
-          std::byte* payload = b.bytes.data() + write_typed_header<T>(b.bytes.data(), kRawHeader + parts.n * sizeof(*parts.data));
-          std::memcpy(payload, raw, sizeof raw);
-          copy_bytes(payload + kRawHeader, parts.data, parts.n * sizeof(*parts.data));
+          try {
+            std::byte* payload = b.bytes.data() + write_typed_header<T>(b.bytes.data(), kRawHeader + parts.n * sizeof(*parts.data));
+            std::memcpy(payload, raw, sizeof raw);
+            copy_bytes(payload + kRawHeader, parts.data, parts.n * sizeof(*parts.data));
+          } catch (...) {
+            core_->transport().discard(b);
+            throw;
+          }
           tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::push, 0, head, &b));
         }
         return tasks;
