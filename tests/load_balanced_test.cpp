@@ -572,6 +572,42 @@ TEST(load_balanced_view, a_failed_dependency_fails_the_dependent_with_dependency
   EXPECT_EQ(times_marked(f.rc, tag2), 0);
 }
 
+// A load-balanced apply_async allocates its task together with its result (AsyncResult::with_new_task):
+// the task must live as long as anything refers to it, and no longer.
+TEST(load_balanced_view, a_task_outlives_a_dropped_result_while_something_still_needs_it) {
+  Fixture f(2);
+  auto lview = f.rc.load_balanced_view();
+  // Fire and forget: the result is dropped at once; the task still runs, and rc.wait() waits for it.
+  std::vector<int> tags;
+  for (int i = 0; i < 3; ++i) (void)lview.apply_async(mark, tags.emplace_back(fresh_tag()));
+  f.rc.wait();
+  for (int tag : tags) EXPECT_EQ(times_marked(f.rc, tag), 1) << tag;
+  // A view made after() a result keeps that result's task alive after the result is gone.
+  cadre::LoadBalancedView later;
+  std::weak_ptr<cadre::detail::TaskState> watch;
+  {
+    auto slow = lview.apply_async(sleep_ms, 60);
+    later = lview.after(slow);
+    watch = slow.tasks().at(0);
+  }
+  EXPECT_EQ(later.apply_async(twice, 5).get(kHang), 10);
+  EXPECT_FALSE(watch.expired()) << "the view still lists it as a dependency";
+  later = cadre::LoadBalancedView();
+  EXPECT_TRUE(watch.expired()) << "nothing refers to the finished task any more, yet it lives";
+  // tasks() hands out owning references; then() keeps its base alive.
+  std::vector<cadre::detail::Task> kept;
+  cadre::AsyncResult<int> next;
+  {
+    auto ar = lview.apply_async(twice, 8);
+    kept = ar.tasks();
+    next = ar.then([](int x) { return x + 1; });
+  }
+  EXPECT_EQ(next.get(kHang), 17);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(kept[0]->is_done());
+  EXPECT_EQ(next.msg_ids(), std::vector<std::uint64_t>{kept[0]->id});
+}
+
 TEST(load_balanced_view, a_task_waiting_for_its_dependencies_can_be_aborted) {
   Fixture f(2);
   auto lview = f.rc.load_balanced_view();

@@ -71,7 +71,7 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
 
  private:
   static typename Base::Combine concat(bool ordered) {
-    return [ordered](const std::vector<detail::Task>& tasks) {
+    return [ordered](std::span<const detail::Task> tasks) {
       detail::throw_errors(tasks, detail::ErrorPolicy::composite);
       std::vector<R> out;
       std::vector<const detail::TaskState*> order;
@@ -90,7 +90,7 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
 
   /// The k-th task to yield: task k when ordered; otherwise the first finished one not yet yielded.
   const detail::Task& next_task(std::size_t, std::vector<bool>& yielded) const {
-    const auto& tasks = this->tasks();
+    const auto tasks = this->all_tasks();
     if (yielded.empty()) yielded.assign(tasks.size(), false);
     if (ordered_) {
       for (std::size_t i = 0; i < tasks.size(); ++i)

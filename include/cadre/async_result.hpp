@@ -15,6 +15,9 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <span>
+#include <stdexcept>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -66,7 +69,7 @@ R task_value(const TaskState& t, std::string_view what) {
 /// composite_error; data calls (pull, gather) rethrow the first failure as it is.
 enum class ErrorPolicy { composite, first };
 
-inline void throw_errors(const std::vector<Task>& tasks, ErrorPolicy policy) {
+inline void throw_errors(std::span<const Task> tasks, ErrorPolicy policy) {
   std::vector<composite_error::failure> failures;
   for (const auto& t : tasks)
     if (auto e = task_error(*t)) {
@@ -95,29 +98,53 @@ template <class T>
 class AsyncResult {
  public:
   using value_type = T;
-  using Combine = std::function<T(const std::vector<detail::Task>&)>;
+  using Combine = std::function<T(std::span<const detail::Task>)>;
 
   AsyncResult() = default;
   AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
       : s_(std::make_shared<State>(std::move(core), std::move(tasks), std::move(combine))) {}
 
+  /// A result of one task that `core` has not sent yet, allocated together with it: one heap block
+  /// per task instead of three (the task, this result's state, a one-element task vector), which
+  /// was a third of the client's time per load-balanced apply_async (perf of bench/lb_bench.cpp).
+  /// Returns the result and the task to submit.
+  static std::pair<AsyncResult, detail::Task> with_new_task(std::shared_ptr<detail::ClientCore> core, std::uint32_t engine,
+                                                            Combine combine) {
+    struct Block {
+      detail::TaskState task;
+      State state;
+    };
+    auto block = std::make_shared<Block>();
+    core->init_task(block->task, engine);
+    detail::Task task(block, &block->task);
+    State& s = block->state;
+    s.core = std::move(core);
+    s.combine = std::move(combine);
+    s.submitted_ns = block->task.submitted_ns;
+    // Non-owning: the block owns its task, and a task that owned the block would keep it alive for ever.
+    s.own = detail::Task(std::shared_ptr<detail::TaskState>(), &block->task);
+    AsyncResult r;
+    r.s_ = std::shared_ptr<State>(std::move(block), &s);
+    return {std::move(r), std::move(task)};
+  }
+
   /// True when every task has finished (successfully or not).
   bool ready() const {
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       if (!t->is_done()) return false;
     return true;
   }
 
   /// Waits for every task; never throws for the tasks' own errors.
   void wait() const {
-    for (const auto& t : state().tasks) state().core->wait(*t);
+    for (const auto& t : all_tasks()) state().core->wait(*t);
   }
 
   /// Waits at most `timeout`; true when ready.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     const std::uint64_t deadline = detail::now_ns() + std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       if (!state().core->wait(*t, deadline)) return false;
     return true;
   }
@@ -125,7 +152,7 @@ class AsyncResult {
   /// True when ready and every task succeeded. Throws cadre::error if called before ready().
   bool successful() const {
     if (!ready()) throw error("AsyncResult::successful() called before the result is ready; call wait() first");
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       if (detail::task_error(*t)) return false;
     return true;
   }
@@ -148,21 +175,21 @@ class AsyncResult {
   /// One task id per engine task.
   std::vector<std::uint64_t> msg_ids() const {
     std::vector<std::uint64_t> ids;
-    for (const auto& t : state().tasks) ids.push_back(t->id);
+    for (const auto& t : all_tasks()) ids.push_back(t->id);
     return ids;
   }
 
   /// The engine each task ran on, in the order of msg_ids().
   std::vector<int> engine_ids() const {
     std::vector<int> ids;
-    for (const auto& t : state().tasks) ids.push_back(int(t->engine));
+    for (const auto& t : all_tasks()) ids.push_back(int(t->engine));
     return ids;
   }
 
   /// Seconds from submission until the last task finished (or until now, if not ready).
   double elapsed() const {
     std::uint64_t end = 0;
-    for (const auto& t : state().tasks) {
+    for (const auto& t : all_tasks()) {
       if (!t->is_done()) {
         end = detail::now_ns();
         break;
@@ -175,10 +202,10 @@ class AsyncResult {
   /// Tasks finished so far, and in all.
   std::size_t progress() const {
     std::size_t n = 0;
-    for (const auto& t : state().tasks) n += t->is_done();
+    for (const auto& t : all_tasks()) n += t->is_done();
     return n;
   }
-  std::size_t size() const { return state().tasks.size(); }
+  std::size_t size() const { return all_tasks().size(); }
 
   /// Waits, showing progress on stderr: redrawn in place on a terminal, one summary line otherwise.
   void wait_interactive(std::chrono::milliseconds interval = std::chrono::milliseconds(100)) const {
@@ -197,7 +224,7 @@ class AsyncResult {
   /// "[stderr:N] " with the engine id, as IPython.parallel does.
   void display_outputs() const {
     wait();
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       for (int k = 0; k < 2; ++k) {
         const std::string& s = k ? t->err : t->out;
         std::size_t start = 0;
@@ -216,7 +243,7 @@ class AsyncResult {
   /// aborted_error. True when every unfinished task was aborted.
   bool abort() const {
     bool all = true;
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       if (!t->is_done()) all &= state().core->abort(*t);
     return all;
   }
@@ -227,7 +254,9 @@ class AsyncResult {
     std::chrono::steady_clock::time_point submitted, started, completed;
   };
   TaskMetadata metadata(std::size_t i = 0) const {
-    const auto& t = *state().tasks.at(i);
+    const auto tasks = all_tasks();
+    if (i >= tasks.size()) throw std::out_of_range("AsyncResult::metadata(" + std::to_string(i) + "): the result has " + std::to_string(tasks.size()) + " tasks");
+    const auto& t = *tasks[i];
     auto tp = [](std::uint64_t ns) { return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns)); };
     const bool done = t.is_done();
     return {done && t.engine != detail::kAnyEngine ? int(t.engine) : -1, tp(t.submitted_ns), tp(done ? t.started_ns : 0),
@@ -241,7 +270,7 @@ class AsyncResult {
     using U = std::conditional_t<std::is_void_v<T>, std::invoke_result<F>, std::invoke_result<F, T>>;
     using R = std::decay_t<typename U::type>;
     AsyncResult<T> base = *this;
-    return AsyncResult<R>(state().core, state().tasks, [base, f](const std::vector<detail::Task>&) -> R {
+    return AsyncResult<R>(state().core, tasks(), [base, f](std::span<const detail::Task>) -> R {
       if constexpr (std::is_void_v<T>) {
         base.get();
         return f();
@@ -251,16 +280,21 @@ class AsyncResult {
     });
   }
 
-  /// The tasks behind this result (for combinators such as LoadBalancedView::after).
-  const std::vector<detail::Task>& tasks() const { return state().tasks; }
+  /// The tasks behind this result (for combinators such as LoadBalancedView::after); each keeps its task alive.
+  std::vector<detail::Task> tasks() const {
+    if (const auto& own = state().own) return {detail::Task(s_, own.get())};  // shares the block's ownership
+    return state().tasks;
+  }
 
  protected:
   struct State {
+    State() = default;
     State(std::shared_ptr<detail::ClientCore> c, std::vector<detail::Task> t, Combine f)
         : core(std::move(c)), tasks(std::move(t)), combine(std::move(f)),
           submitted_ns(tasks.empty() ? detail::now_ns() : tasks.front()->submitted_ns) {}
     std::shared_ptr<detail::ClientCore> core;
     std::vector<detail::Task> tasks;
+    detail::Task own;  // instead of `tasks`: the single task allocated with this state (with_new_task), not owned
     Combine combine;
     std::uint64_t submitted_ns = 0;
     // Not std::once_flag: glibc's pthread_once ends every first call with a futex-wake system call,
@@ -276,10 +310,17 @@ class AsyncResult {
     return *s_;
   }
 
+  /// The tasks, for reading while this result lives: a non-owning handle stands for a task allocated
+  /// with the state, so they must not be kept beyond that (tasks() gives owning ones).
+  std::span<const detail::Task> all_tasks() const {
+    const State& s = state();
+    return s.own ? std::span<const detail::Task>(&s.own, 1) : std::span<const detail::Task>(s.tasks);
+  }
+
   std::vector<std::string> outputs(bool err) const {
     wait();
     std::vector<std::string> v;
-    for (const auto& t : state().tasks) v.push_back(err ? t->err : t->out);
+    for (const auto& t : all_tasks()) v.push_back(err ? t->err : t->out);
     return v;
   }
 
@@ -290,10 +331,10 @@ class AsyncResult {
       if (!s.combined.load(std::memory_order_relaxed)) {
         try {
           if constexpr (std::is_void_v<T>) {
-            s.combine(s.tasks);
+            s.combine(all_tasks());
             s.value.emplace(true);
           } else {
-            s.value.emplace(s.combine(s.tasks));
+            s.value.emplace(s.combine(all_tasks()));
           }
         } catch (...) {
           s.error = std::current_exception();
@@ -308,7 +349,7 @@ class AsyncResult {
   void draw(bool redraw_done) const {
     const std::size_t done = progress(), total = size();
     std::string busy;
-    for (const auto& t : state().tasks)
+    for (const auto& t : all_tasks())
       if (!t->is_done()) busy += (busy.empty() ? "" : ",") + std::to_string(t->engine);
     constexpr int kWidth = 30;
     const int filled = total ? int(kWidth * done / total) : kWidth;

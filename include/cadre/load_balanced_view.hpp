@@ -57,8 +57,9 @@ class LoadBalancedView {
     buf.clear();
     auto& t = core_->transport();
     detail::encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
-    std::vector<detail::Task> tasks{submit(buf)};
-    return AsyncResult<R>(core_, std::move(tasks), detail::single<R>("result"));
+    auto [result, task] = AsyncResult<R>::with_new_task(core_, detail::kAnyEngine, detail::single<R>("result"));
+    core_->submit_balanced(task, queue_, detail::RecordKind::apply, buf, retries, timeout_ns(), after_);
+    return result;
   }
 
   template <class F, class... Args>
@@ -105,7 +106,8 @@ class LoadBalancedView {
   template <class... Results>
   LoadBalancedView after(const Results&... results) const {
     LoadBalancedView v = *this;
-    (v.after_.insert(v.after_.end(), results.tasks().begin(), results.tasks().end()), ...);
+    auto add = [&v](std::vector<detail::Task> tasks) { v.after_.insert(v.after_.end(), tasks.begin(), tasks.end()); };
+    (add(results.tasks()), ...);
     return v;
   }
 
@@ -114,9 +116,10 @@ class LoadBalancedView {
 
  private:
   detail::Task submit(std::span<const std::byte> record) const {
-    return core_->submit_balanced(queue_, detail::RecordKind::apply, record, retries,
-                                  std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()), after_);
+    return core_->submit_balanced(queue_, detail::RecordKind::apply, record, retries, timeout_ns(), after_);
   }
+
+  std::uint64_t timeout_ns() const { return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()); }
 
   template <class F, class Range, class... Ranges>
   AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_impl(const F& f, const MapOptions& opts, const Range& xs,

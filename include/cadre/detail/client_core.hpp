@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cadre/detail/crash_report.hpp>
+#include <cadre/detail/pending_tasks.hpp>
 #include <cadre/detail/sys.hpp>
 #include <cadre/detail/transport.hpp>
 #include <cadre/detail/wire.hpp>
@@ -24,56 +25,6 @@
 
 namespace cadre::detail {
 
-inline constexpr std::uint32_t kAnyEngine = ~0u;
-
-/// One task, shared by the futures that refer to it.
-struct TaskState {
-  std::uint64_t id = 0;
-  std::uint32_t engine = 0;             // kAnyEngine for a load-balanced task until an engine finishes it
-  std::uint32_t generation = 0;
-  std::uint64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;
-  Status status = Status::ok;
-  std::vector<std::byte> inline_bytes;  // payloads not held in a block are copied here, or into `small`
-  std::vector<std::byte> type_head;     // set when the payload is a split typed value (wire.hpp)
-  std::span<const std::byte> bytes;     // the payload: inline_bytes or a held block
-  std::shared_ptr<void> hold;
-  std::exception_ptr failure;           // set when the task never completed (engine died, aborted, ...)
-  std::string out, err;                 // what the task printed on its engine
-  std::atomic<bool> done{false};        // release-store after all fields are written; pairs with is_done()
-
-  // Load-balanced tasks only:
-  bool balanced = false;
-  // Written by the submitting thread (or, on a retry, the one checking health) while other threads
-  // may read them to abort or to check deadlines: pos is stored before queued is released.
-  std::atomic<bool> queued{false};      // false while waiting for dependencies
-  std::uint32_t queue = 0;
-  std::atomic<std::uint64_t> pos{0};    // position in its queue
-  std::uint64_t deadline_ns = 0;        // must start by then (0: no limit)
-  int retries_left = 0;
-  RecordKind kind = RecordKind::apply;
-  std::vector<std::byte> record;        // kept for retries and for deferred sending
-  std::vector<std::shared_ptr<TaskState>> after;  // must all succeed before this one is sent
-
-  // Most results are a few bytes: they go here, with no allocation (16-byte aligned, as decoders expect).
-  static constexpr std::size_t kSmall = 64;
-  alignas(16) std::byte small[kSmall];
-
-  TaskState() noexcept {}  // user-provided: `small` is not zeroed on every task
-
-  bool is_done() const noexcept { return done.load(std::memory_order_acquire); }
-
-  /// Copies a payload that is not held in a block.
-  void keep(std::span<const std::byte> b) {
-    if (b.size() <= kSmall) {
-      if (!b.empty()) std::memcpy(small, b.data(), b.size());
-      bytes = {small, b.size()};
-    } else {
-      inline_bytes.assign(b.begin(), b.end());
-      bytes = inline_bytes;
-    }
-  }
-};
-using Task = std::shared_ptr<TaskState>;
 
 class ClientCore {
  public:
@@ -129,6 +80,13 @@ class ClientCore {
   Task submit_balanced(std::uint32_t q, RecordKind kind, std::span<const std::byte> record, int retries,
                        std::uint64_t timeout_ns, std::vector<Task> after = {}) {
     Task t = make_task(kAnyEngine);
+    submit_balanced(t, q, kind, record, retries, timeout_ns, std::move(after));
+    return t;
+  }
+
+  /// The same for a task made elsewhere and set up with init_task(*t, kAnyEngine).
+  void submit_balanced(const Task& t, std::uint32_t q, RecordKind kind, std::span<const std::byte> record, int retries,
+                       std::uint64_t timeout_ns, std::vector<Task> after) {
     t->balanced = true;
     t->queue = q;
     t->kind = kind;
@@ -142,7 +100,13 @@ class ClientCore {
       std::lock_guard lock(tasks_mu_);
       deferred_.push_back(t);
     }
-    return t;
+  }
+
+  /// Gives a new task its id, its engine (kAnyEngine: load-balanced) and its submission time.
+  void init_task(TaskState& t, std::uint32_t e) {
+    t.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    t.engine = e;
+    t.submitted_ns = now_ns();
   }
 
   /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
@@ -214,8 +178,8 @@ class ClientCore {
       Task any;
       {
         std::lock_guard lock(tasks_mu_);
-        if (pending_.empty()) return;
-        any = pending_.begin()->second;
+        any = pending_.any();
+        if (!any) return;
       }
       wait(*any);
     }
@@ -238,15 +202,13 @@ class ClientCore {
 
   Task make_task(std::uint32_t e) {
     auto t = std::make_shared<TaskState>();
-    t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    t->engine = e;
-    t->submitted_ns = now_ns();
+    init_task(*t, e);
     return t;
   }
 
   void track(const Task& t) {
     std::lock_guard lock(tasks_mu_);
-    pending_.emplace(t->id, t);
+    pending_.insert(t);
   }
 
   void send_balanced(TaskState& t, std::span<const std::byte> record) {
@@ -318,10 +280,9 @@ class ClientCore {
       Task t;
       {
         std::lock_guard lock(tasks_mu_);
-        auto it = pending_.find(c.task_id);
-        if (it == pending_.end() || (!it->second->balanced && it->second->engine != c.engine)) return;  // failed already, or not ours
-        t = std::move(it->second);
-        pending_.erase(it);
+        // Absent: failed already. A direct task answered by another engine: not ours.
+        t = pending_.take(c.task_id, [&](const TaskState& p) { return p.balanced || p.engine == c.engine; });
+        if (!t) return;
       }
       t->engine = c.engine;
       t->status = c.status;
@@ -355,7 +316,8 @@ class ClientCore {
     std::vector<Task> tasks;
     {
       std::lock_guard lock(tasks_mu_);
-      for (auto& [id, t] : pending_) tasks.push_back(t);
+      tasks.reserve(pending_.size());
+      pending_.for_each([&](const Task& t) { tasks.push_back(t); });
     }
     if (tasks.empty()) return;
     const std::uint32_t n = t_->engine_count();
@@ -474,7 +436,7 @@ class ClientCore {
   std::mutex lb_mu_[kLbQueues];
   std::mutex poll_mu_;
   std::mutex tasks_mu_;
-  std::unordered_map<std::uint64_t, Task> pending_;
+  PendingTasks pending_;
   std::vector<Task> deferred_;
   std::atomic<std::uint64_t> next_id_{1};
   std::uint64_t next_health_ns_ = 0;

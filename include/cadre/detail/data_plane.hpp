@@ -218,7 +218,7 @@ inline TypedView typed_of(const TaskState& t) {
 
 /// Appends what engines hold under a name to out: std::vector<E> chunks are concatenated, E scalars collected.
 template <class E>
-void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vector<E>& out) {
+void gather_into(std::span<const Task> tasks, std::string_view name, std::vector<E>& out) {
   throw_errors(tasks, ErrorPolicy::first);
   using V = std::vector<E>;
   std::vector<TypedView> views;
@@ -280,7 +280,7 @@ void gather_into(const std::vector<Task>& tasks, std::string_view name, std::vec
 
 /// Stacks engines' row blocks (segments, for vectors) of type M back into one M.
 template <class M>
-M gather_eigen(const std::vector<Task>& tasks, std::string_view name) {
+M gather_eigen(std::span<const Task> tasks, std::string_view name) {
   using S = typename M::Scalar;
   throw_errors(tasks, ErrorPolicy::first);
   constexpr bool row_vector = M::RowsAtCompileTime == 1;

@@ -236,7 +236,7 @@ class Targets {
 /// Combines tasks into one value per engine.
 template <class R, class Label>
 auto each(Label what, ErrorPolicy policy) {
-  return [what = std::move(what), policy](const std::vector<Task>& tasks) {
+  return [what = std::move(what), policy](std::span<const Task> tasks) {
     throw_errors(tasks, policy);
     if constexpr (std::is_void_v<R>) {
       return;
@@ -252,9 +252,9 @@ auto each(Label what, ErrorPolicy policy) {
 /// Combines the single task of a one-engine view.
 template <class R, class Label>
 auto single(Label what) {
-  return [what = std::move(what)](const std::vector<Task>& tasks) -> R {
+  return [what = std::move(what)](std::span<const Task> tasks) -> R {
     throw_errors(tasks, ErrorPolicy::first);
-    return task_value<R>(*tasks.at(0), what);
+    return task_value<R>(*tasks[0], what);
   };
 }
 

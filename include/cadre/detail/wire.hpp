@@ -190,15 +190,21 @@ std::size_t write_typed_header(std::byte* out, std::size_t payload_len) {
   return h.payload_off;
 }
 
-/// Appends the envelope of v to out (out's size must be a multiple of 16 for in-place reads later).
+/// Writes the envelope of v into out at offset `start` (at least out.size(); the bytes before it are
+/// zero-filled) and ends out there. Offsets must be multiples of 16 for in-place reads later.
 template <class T>
-void encode_typed(const T& v, std::vector<std::byte>& out) {
+void encode_typed_at(const T& v, std::vector<std::byte>& out, std::size_t start) {
   static const std::string name = type_name<T>();
-  const std::size_t start = out.size();
   const std::size_t off = envelope_payload_offset(name.size());
   out.resize(start + off);
   encode(v, out);
   write_typed_header<T>(out.data() + start, out.size() - start - off);
+}
+
+/// Appends the envelope of v to out.
+template <class T>
+void encode_typed(const T& v, std::vector<std::byte>& out) {
+  encode_typed_at(v, out, out.size());
 }
 
 /// Decodes a T from a typed value, checking its type; `context()` names the value in the error. It is
