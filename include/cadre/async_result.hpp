@@ -13,7 +13,6 @@
 #include <functional>
 #include <memory>
 #include <atomic>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -60,7 +59,7 @@ R task_value(const TaskState& t, std::string_view what) {
   if constexpr (std::is_void_v<R>) {
     (void)t, (void)what;
   } else {
-    const TypedView v = t.type_head.empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head, t.bytes);
+    const TypedView v = t.type_head().empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head(), t.bytes);
     return decode_typed<R>(v, [&] { return std::string(what) + " on engine " + std::to_string(t.engine); });
   }
 }
@@ -226,7 +225,7 @@ class AsyncResult {
     wait();
     for (const auto& t : all_tasks())
       for (int k = 0; k < 2; ++k) {
-        const std::string& s = k ? t->err : t->out;
+        const std::string& s = t->output(k == 1);
         std::size_t start = 0;
         while (start < s.size()) {
           std::size_t nl = s.find('\n', start);
@@ -297,10 +296,12 @@ class AsyncResult {
     detail::Task own;  // instead of `tasks`: the single task allocated with this state (with_new_task), not owned
     Combine combine;
     std::uint64_t submitted_ns = 0;
-    // Not std::once_flag: glibc's pthread_once ends every first call with a futex-wake system call,
-    // ~1 µs here, a third of a hot round trip (perf record of bench/roundtrip_bench.cpp).
-    std::mutex once;
-    std::atomic<bool> combined{false};
+    // The value is computed once: kIdle -> kCombining (one thread) -> kCombined. Not std::once_flag:
+    // glibc's pthread_once ends every first call with a futex-wake system call, ~1 µs here, a third of
+    // a hot round trip (perf record of bench/roundtrip_bench.cpp); not a mutex: 40 bytes per result.
+    // std::atomic::notify_all makes no system call when nobody waits.
+    static constexpr std::uint32_t kIdle = 0, kCombining = 1, kCombined = 2;
+    std::atomic<std::uint32_t> phase{kIdle};
     std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
     std::exception_ptr error;
   };
@@ -320,15 +321,18 @@ class AsyncResult {
   std::vector<std::string> outputs(bool err) const {
     wait();
     std::vector<std::string> v;
-    for (const auto& t : all_tasks()) v.push_back(err ? t->err : t->out);
+    for (const auto& t : all_tasks()) v.push_back(t->output(err));
     return v;
   }
 
   T value() const {
     State& s = *s_;
-    if (!s.combined.load(std::memory_order_acquire)) {
-      std::lock_guard lock(s.once);
-      if (!s.combined.load(std::memory_order_relaxed)) {
+    // The acquire loads pair with the release store of kCombined: value and error are then visible.
+    for (std::uint32_t p = s.phase.load(std::memory_order_acquire); p != State::kCombined;) {
+      if (p == State::kCombining) {
+        s.phase.wait(p, std::memory_order_acquire);
+        p = s.phase.load(std::memory_order_acquire);
+      } else if (s.phase.compare_exchange_strong(p, State::kCombining, std::memory_order_acquire)) {
         try {
           if constexpr (std::is_void_v<T>) {
             s.combine(all_tasks());
@@ -339,7 +343,9 @@ class AsyncResult {
         } catch (...) {
           s.error = std::current_exception();
         }
-        s.combined.store(true, std::memory_order_release);
+        s.phase.store(State::kCombined, std::memory_order_release);
+        s.phase.notify_all();
+        break;
       }
     }
     if (s.error) std::rethrow_exception(s.error);

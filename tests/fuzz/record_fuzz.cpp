@@ -131,8 +131,8 @@ void split_completion(std::span<const std::byte> in) {
   detail::TaskState t;
   completion(t, in.subspan(1 + head_len), detail::Status::ok);
   const auto head = in.subspan(1, head_len);
-  t.type_head.assign(head.begin(), head.end());
-  (void)detail::typed_from_head(t.type_head, t.bytes);
+  t.extra().type_head.assign(head.begin(), head.end());
+  (void)detail::typed_from_head(t.type_head(), t.bytes);
   tolerate([&] { (void)detail::task_value<std::vector<double>>(t, "fuzz"); });
   tolerate([&] { (void)detail::task_value<Tuple>(t, "fuzz"); });
   tolerate([&] { (void)detail::task_value<Eigen::MatrixXd>(t, "fuzz"); });
@@ -255,8 +255,7 @@ void gather(std::span<const std::byte> in) {
     auto t = std::make_shared<detail::TaskState>();
     const auto part = r.take(r.get<std::uint16_t>());
     t->engine = i;
-    t->inline_bytes.assign(part.begin(), part.end());  // as ClientCore::drain copies inline results
-    t->bytes = t->inline_bytes;
+    t->keep(part);  // as ClientCore::drain copies inline results
     t->done.store(true);
     tasks.push_back(std::move(t));
   }

@@ -92,10 +92,14 @@ class ClientCore {
     t->kind = kind;
     t->retries_left = retries;
     t->deadline_ns = timeout_ns ? t->submitted_ns + timeout_ns : 0;
-    t->after = std::move(after);
-    if (retries > 0 || !t->after.empty()) t->record.assign(record.begin(), record.end());
+    const bool deferred = !after.empty();
+    if (retries > 0 || deferred) {
+      auto& x = t->extra();
+      x.after = std::move(after);
+      x.record.assign(record.begin(), record.end());
+    }
     track(t);
-    if (t->after.empty()) send_balanced(*t, record);
+    if (!deferred) send_balanced(*t, record);
     else {
       std::lock_guard lock(tasks_mu_);
       deferred_.push_back(t);
@@ -250,7 +254,7 @@ class ClientCore {
       if (deferred_.empty()) return;
       for (auto it = deferred_.begin(); it != deferred_.end();) {
         bool all_done = true, failed = false;
-        for (const auto& d : (*it)->after) {
+        for (const auto& d : (*it)->after()) {
           all_done &= d->is_done();
           failed |= d->is_done() && (d->failure || d->status != Status::ok);
         }
@@ -265,13 +269,13 @@ class ClientCore {
     }
     for (auto& t : broken) {
       std::string which;
-      for (const auto& d : t->after)
+      for (const auto& d : t->after())
         if (d->is_done() && (d->failure || d->status != Status::ok)) which += (which.empty() ? "" : ", ") + std::to_string(d->id);
       fail(*t, std::make_exception_ptr(dependency_error("task " + std::to_string(t->id) + " did not run: the task(s) it depends on (" + which + ") failed")));
     }
     for (auto& t : ready) {
-      t->after.clear();
-      send_balanced(*t, t->record);
+      t->extras->after.clear();
+      send_balanced(*t, t->extras->record);
     }
   }
 
@@ -288,9 +292,12 @@ class ClientCore {
       t->status = c.status;
       t->started_ns = c.started_ns;
       t->finished_ns = c.finished_ns;
-      if (!c.head.empty()) t->type_head.assign(c.head.begin(), c.head.end());
-      t->out = std::move(c.out);
-      t->err = std::move(c.err);
+      if (!c.head.empty() || !c.out.empty() || !c.err.empty()) {
+        auto& x = t->extra();
+        x.type_head.assign(c.head.begin(), c.head.end());
+        x.out = std::move(c.out);
+        x.err = std::move(c.err);
+      }
       if (c.hold) {
         t->hold = std::move(c.hold);
         t->bytes = c.bytes;
@@ -378,7 +385,7 @@ class ClientCore {
         if (someone_else) continue;
         if (t->retries_left > 0) {
           --t->retries_left;
-          send_balanced(*t, t->record);  // run it again elsewhere
+          send_balanced(*t, t->extras->record);  // run it again elsewhere (submit_balanced kept the record)
         } else {
           fail(*t, death_of(c.engine, seen_gen_[c.engine], health[c.engine],
                             "it was running this load-balanced task" + death_detail(health[c.engine], true, "; ")));

@@ -213,7 +213,7 @@ std::vector<Task> scatter_generic(const Targets& view, std::string_view name, co
 
 /// Typed value of a finished task.
 inline TypedView typed_of(const TaskState& t) {
-  return t.type_head.empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head, t.bytes);
+  return t.type_head().empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head(), t.bytes);
 }
 
 /// Appends what engines hold under a name to out: std::vector<E> chunks are concatenated, E scalars collected.
