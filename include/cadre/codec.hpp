@@ -199,10 +199,8 @@ concept eigen_raw = requires {
 template <class E>
 void put_raw(std::vector<std::byte>& out, std::uint64_t a, std::uint64_t b, const E* data,
              std::size_t n) {
-  std::byte* p = grow(out, kRawHeader + n * sizeof(E));
-  std::memcpy(p, &a, 8);
-  std::memcpy(p + 8, &b, 8);
-  if (n != 0) std::memcpy(p + kRawHeader, data, n * sizeof(E));
+  std::byte* elements = write_raw_header(grow(out, kRawHeader + n * sizeof(E)), a, b);
+  if (n != 0) std::memcpy(elements, data, n * sizeof(E));
 }
 
 struct RawShape {

@@ -259,10 +259,8 @@ class Namespace {
     }
     try {
       detail::write_typed_header<T>(env, payload);
-      const std::uint64_t raw[2] = {a, b};
-      std::memcpy(env + at, raw, sizeof raw);
+      E* elements = reinterpret_cast<E*>(detail::write_raw_header(env + at, a, b));
       s.describe({hash, type, {env + at, payload}});
-      E* elements = reinterpret_cast<E*>(env + at + detail::kRawHeader);
       fill(elements);
       put(name, std::move(s));  // moving `local` keeps its buffer where it is
       return elements;

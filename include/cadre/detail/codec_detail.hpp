@@ -43,6 +43,13 @@ struct codec;
 namespace detail {
 /// Raw arrays: [u64 a][u64 b] then the elements, which start at this offset.
 inline constexpr std::size_t kRawHeader = 16;
+
+/// Writes a raw array's header words at the start of its payload; returns where the elements go.
+inline std::byte* write_raw_header(std::byte* payload, std::uint64_t a, std::uint64_t b) noexcept {
+  const std::uint64_t words[2] = {a, b};
+  std::memcpy(payload, words, sizeof words);
+  return payload + kRawHeader;
+}
 }  // namespace detail
 
 // A namespace of their own, so these helpers never collide with other cadre::detail headers.

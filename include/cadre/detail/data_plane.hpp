@@ -39,8 +39,7 @@ inline PendingPush prepare_push(Transport& t, std::uint32_t e, std::string_view 
                                 std::size_t payload_len) {
   PendingPush p;
   p.engine = e;
-  const std::size_t off = envelope_payload_offset(type.size()), total = off + payload_len;
-  const EnvelopeHeader h{hash, std::uint32_t(type.size()), std::uint32_t(off), payload_len};
+  const std::size_t total = envelope_payload_offset(type.size()) + payload_len;
   Writer w(p.inline_record);
   w.str(name);
   const std::size_t name_bytes = p.inline_record.size();
@@ -54,9 +53,7 @@ inline PendingPush prepare_push(Transport& t, std::uint32_t e, std::string_view 
     p.block = t.allocate(e, total);
     env = p.block.bytes.data();
   }
-  std::memcpy(env, &h, sizeof h);
-  std::memcpy(env + sizeof h, type.data(), type.size());
-  p.payload = env + off;
+  p.payload = env + write_envelope_header(env, hash, type, payload_len);
   return p;
 }
 
@@ -101,8 +98,7 @@ std::vector<Task> scatter_raw(const Targets& view, std::string_view name, const 
       }
       using V = std::vector<E>;
       ps.push_back(prepare_push(core.transport(), std::uint32_t(ids[p]), name, type_hash<V>(), type_name<V>(), kRawHeader + c.count * sizeof(E)));
-      const std::uint64_t raw[2] = {c.count, 0};
-      std::memcpy(ps.back().payload, raw, sizeof raw);
+      write_raw_header(ps.back().payload, c.count, 0);
     }
   } catch (...) {
     discard_all(core.transport(), ps);
@@ -132,8 +128,7 @@ std::vector<Task> scatter_eigen(const Targets& view, std::string_view name, cons
     for (std::size_t p = 0; p < ids.size(); ++p) {
       const Chunk c = partition(n, ids.size(), p);
       ps.push_back(prepare_push(core.transport(), std::uint32_t(ids[p]), name, type_hash<M>(), type_name<M>(), kRawHeader + c.count * cols * sizeof(S)));
-      const std::uint64_t raw[2] = {row_vector ? 1 : c.count, row_vector ? c.count : cols};
-      std::memcpy(ps.back().payload, raw, sizeof raw);
+      write_raw_header(ps.back().payload, row_vector ? 1 : c.count, row_vector ? c.count : cols);
     }
   } catch (...) {
     discard_all(core.transport(), ps);

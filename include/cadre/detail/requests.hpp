@@ -175,14 +175,12 @@ class Targets {
         // A large array is written straight into each engine's block: one copy per engine, no encoding
         // on the heap first (that was two more passes over the bytes, a third of pdot's client time).
         const auto parts = codec_impl::raw_parts(value);
-        const std::uint64_t raw[2] = {parts.a, parts.b};
         const auto head = std::span<const std::byte>(buf).first(name_bytes);
         for (int e : ids_) {
           OutBlock b = core_->transport().allocate(std::uint32_t(e), typed_len);
           try {
             std::byte* payload = b.bytes.data() + write_typed_header<T>(b.bytes.data(), kRawHeader + parts.n * sizeof(*parts.data));
-            std::memcpy(payload, raw, sizeof raw);
-            copy_bytes(payload + kRawHeader, parts.data, parts.n * sizeof(*parts.data));
+            copy_bytes(write_raw_header(payload, parts.a, parts.b), parts.data, parts.n * sizeof(*parts.data));
           } catch (...) {
             core_->transport().discard(b);
             throw;

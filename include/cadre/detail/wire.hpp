@@ -95,6 +95,15 @@ inline std::size_t envelope_payload_offset(std::size_t name_len) noexcept {
   return (sizeof(EnvelopeHeader) + name_len + 15) / 16 * 16;
 }
 
+/// Writes the header of an envelope (type hash, type name) whose payload is payload_len bytes; returns
+/// the payload's offset from out.
+inline std::size_t write_envelope_header(std::byte* out, std::uint64_t hash, std::string_view type, std::uint64_t payload_len) noexcept {
+  const EnvelopeHeader h{hash, std::uint32_t(type.size()), std::uint32_t(envelope_payload_offset(type.size())), payload_len};
+  std::memcpy(out, &h, sizeof h);
+  std::memcpy(out + sizeof h, type.data(), type.size());
+  return h.payload_off;
+}
+
 /// A typed value read from a span (not owning).
 struct TypedView {
   std::uint64_t type_hash = 0;
@@ -140,15 +149,11 @@ inline TypedView typed_from_head(std::span<const std::byte> head, std::span<cons
 /// Appends the envelope of a raw array given as parts: its type, element count and element bytes.
 inline void encode_raw_envelope(std::vector<std::byte>& out, std::uint64_t hash, std::string_view type, std::uint64_t count,
                                 std::span<const std::byte> elements) {
-  const std::size_t start = out.size(), off = envelope_payload_offset(type.size());
-  out.resize(start + off + kRawHeader + elements.size());
-  EnvelopeHeader h{hash, std::uint32_t(type.size()), std::uint32_t(off), kRawHeader + elements.size()};
+  const std::size_t start = out.size(), payload = kRawHeader + elements.size();
+  out.resize(start + envelope_payload_offset(type.size()) + payload);
   std::byte* p = out.data() + start;
-  std::memcpy(p, &h, sizeof h);
-  std::memcpy(p + sizeof h, type.data(), type.size());
-  const std::uint64_t raw[2] = {count, 0};
-  std::memcpy(p + off, raw, sizeof raw);
-  if (!elements.empty()) std::memcpy(p + off + kRawHeader, elements.data(), elements.size());
+  std::byte* dst = write_raw_header(p + write_envelope_header(p, hash, type, payload), count, 0);
+  if (!elements.empty()) std::memcpy(dst, elements.data(), elements.size());
 }
 
 /// Output trailer, after a completion's payload when the task printed something:
@@ -184,10 +189,7 @@ std::size_t typed_size(const T& v) {
 template <class T>
 std::size_t write_typed_header(std::byte* out, std::size_t payload_len) {
   static const std::string name = type_name<T>();
-  EnvelopeHeader h{type_hash<T>(), std::uint32_t(name.size()), std::uint32_t(envelope_payload_offset(name.size())), payload_len};
-  std::memcpy(out, &h, sizeof h);
-  std::memcpy(out + sizeof h, name.data(), name.size());
-  return h.payload_off;
+  return write_envelope_header(out, type_hash<T>(), name, payload_len);
 }
 
 /// Writes the envelope of v into out at offset `start` (at least out.size(); the bytes before it are
