@@ -199,6 +199,25 @@ TEST(client, late_results_of_a_client_that_left_are_freed_when_its_slot_is_reuse
   EXPECT_TRUE(wait_until([&] { return seg.used_bytes() == before; }, 5s)) << seg.used_bytes() << " vs " << before;
 }
 
+// The same through a load-balanced view: a task in flight must not keep its departed client alive
+// (its result state is allocated with the task, which the client's table of tasks in flight holds).
+TEST(client, late_load_balanced_results_of_a_client_that_left_are_freed_when_its_slot_is_reused) {
+  auto& seg = *rc().segment();
+  rc().wait();
+  const std::uint64_t before = seg.used_bytes();
+  {
+    cadre::Client gone{shared().cluster.name()};
+    (void)gone.load_balanced_view({3}).apply_async([](int ms) {
+      ::usleep(useconds_t(ms) * 1000);
+      return std::vector<double>(1 << 17, 1.0);
+    }, 200);
+    EXPECT_TRUE(wait_until([&] { return cadre::detail::engine_state(seg.engine(3)) == cadre::detail::EngineState::busy; }));
+  }
+  cadre::Client next{shared().cluster.name()};
+  EXPECT_EQ(next[3].apply_sync(twice, 1), 2);
+  EXPECT_TRUE(wait_until([&] { return seg.used_bytes() == before; }, 5s)) << seg.used_bytes() << " vs " << before;
+}
+
 TEST(client, wait_waits_for_every_task_it_sent) {
   cadre::Client c = rc();
   auto a = c[0].apply_async(sleep_ms, 50);

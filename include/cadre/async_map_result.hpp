@@ -95,7 +95,7 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
     if (ordered_) {
       for (std::size_t i = 0; i < tasks.size(); ++i)
         if (!yielded[i]) {
-          this->state().core->wait(*tasks[i]);
+          this->core().wait(*tasks[i]);
           yielded[i] = true;
           return tasks[i];
         }
@@ -106,7 +106,7 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
           yielded[i] = true;
           return tasks[i];
         }
-      this->state().core->progress(10'000'000);
+      this->core().progress(10'000'000);
     }
   }
 

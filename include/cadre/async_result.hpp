@@ -101,7 +101,7 @@ class AsyncResult {
 
   AsyncResult() = default;
   AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
-      : s_(std::make_shared<State>(std::move(core), std::move(tasks), std::move(combine))) {}
+      : core_(std::move(core)), s_(std::make_shared<State>(std::move(tasks), std::move(combine))) {}
 
   /// A result of one task that `core` has not sent yet, allocated together with it: one heap block
   /// per task instead of three (the task, this result's state, a one-element task vector), which
@@ -117,12 +117,12 @@ class AsyncResult {
     core->init_task(block->task, engine);
     detail::Task task(block, &block->task);
     State& s = block->state;
-    s.core = std::move(core);
     s.combine = std::move(combine);
     s.submitted_ns = block->task.submitted_ns;
     // Non-owning: the block owns its task, and a task that owned the block would keep it alive for ever.
     s.own = detail::Task(std::shared_ptr<detail::TaskState>(), &block->task);
     AsyncResult r;
+    r.core_ = std::move(core);
     r.s_ = std::shared_ptr<State>(std::move(block), &s);
     return {std::move(r), std::move(task)};
   }
@@ -136,7 +136,7 @@ class AsyncResult {
 
   /// Waits for every task; never throws for the tasks' own errors.
   void wait() const {
-    for (const auto& t : all_tasks()) state().core->wait(*t);
+    for (const auto& t : all_tasks()) core().wait(*t);
   }
 
   /// Waits at most `timeout`; true when ready.
@@ -144,7 +144,7 @@ class AsyncResult {
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     const std::uint64_t deadline = detail::now_ns() + std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
     for (const auto& t : all_tasks())
-      if (!state().core->wait(*t, deadline)) return false;
+      if (!core().wait(*t, deadline)) return false;
     return true;
   }
 
@@ -243,7 +243,7 @@ class AsyncResult {
   bool abort() const {
     bool all = true;
     for (const auto& t : all_tasks())
-      if (!t->is_done()) all &= state().core->abort(*t);
+      if (!t->is_done()) all &= core().abort(*t);
     return all;
   }
 
@@ -269,7 +269,7 @@ class AsyncResult {
     using U = std::conditional_t<std::is_void_v<T>, std::invoke_result<F>, std::invoke_result<F, T>>;
     using R = std::decay_t<typename U::type>;
     AsyncResult<T> base = *this;
-    return AsyncResult<R>(state().core, tasks(), [base, f](std::span<const detail::Task>) -> R {
+    return AsyncResult<R>(core_, tasks(), [base, f](std::span<const detail::Task>) -> R {
       if constexpr (std::is_void_v<T>) {
         base.get();
         return f();
@@ -287,11 +287,12 @@ class AsyncResult {
 
  protected:
   struct State {
+    // No reference to the ClientCore here: a task allocated with its state is held by the core's
+    // table of tasks in flight, and the state holding the core would make a cycle that keeps a
+    // departed client alive (AsyncResult holds the core instead).
     State() = default;
-    State(std::shared_ptr<detail::ClientCore> c, std::vector<detail::Task> t, Combine f)
-        : core(std::move(c)), tasks(std::move(t)), combine(std::move(f)),
-          submitted_ns(tasks.empty() ? detail::now_ns() : tasks.front()->submitted_ns) {}
-    std::shared_ptr<detail::ClientCore> core;
+    State(std::vector<detail::Task> t, Combine f)
+        : tasks(std::move(t)), combine(std::move(f)), submitted_ns(tasks.empty() ? detail::now_ns() : tasks.front()->submitted_ns) {}
     std::vector<detail::Task> tasks;
     detail::Task own;  // instead of `tasks`: the single task allocated with this state (with_new_task), not owned
     Combine combine;
@@ -309,6 +310,11 @@ class AsyncResult {
   const State& state() const {
     if (!s_) throw error("this AsyncResult is empty (default-constructed)");
     return *s_;
+  }
+
+  detail::ClientCore& core() const {
+    (void)state();  // the same error for an empty result
+    return *core_;
   }
 
   /// The tasks, for reading while this result lives: a non-owning handle stands for a task allocated
@@ -368,6 +374,7 @@ class AsyncResult {
     std::fflush(::stderr);
   }
 
+  std::shared_ptr<detail::ClientCore> core_;
   std::shared_ptr<State> s_;
 };
 

@@ -28,7 +28,14 @@ class BasicView {
   template <class F, class... Args>
   AsyncResult<result_t<call_result_t<F, Args...>>> apply_async(F&& f, Args&&... args) const {
     using R = call_result_t<F, Args...>;
-    return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);
+    if constexpr (Single) {
+      // One engine: the task is allocated with its result, as a load-balanced apply_async does.
+      auto [result, task] = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
+      t_.apply_into(task, std::forward<F>(f), std::forward<Args>(args)...);
+      return result;
+    } else {
+      return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);
+    }
   }
 
   /// Calls f(args...) and waits for the result(s).

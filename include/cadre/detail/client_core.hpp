@@ -40,13 +40,19 @@ class ClientCore {
   /// owned by the engine afterwards.
   Task submit(std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
     Task t = make_task(e);
+    submit(t, e, kind, aux, head, body);
+    return t;
+  }
+
+  /// The same for a task made elsewhere and set up with init_task(*t, e).
+  void submit(const Task& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
     const EngineHealth h = t_->health(e, false);
     t->generation = h.generation;
     track(t);
     if (!h.alive) {
       if (body) t_->discard(*body);
       fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, "it was already dead when the task was sent")));
-      return t;
+      return;
     }
     std::unique_lock lock(send_mu_[e]);
     for (;;) {
@@ -55,7 +61,7 @@ class ClientCore {
       if (sent == Transport::SendResult::engine_gone) {  // reaped since health() said it lived; body is freed
         lock.unlock();
         fail(*t, death_of(e, t->generation, t_->health(e, false), "it died before the task was sent"));
-        return t;
+        return;
       }
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
@@ -68,11 +74,10 @@ class ClientCore {
         // had its grace period, with the signal then known.
         const EngineHealth recorded = t_->health(e, false);
         if (!recorded.alive || recorded.generation != t->generation) fail(*t, death_of(e, t->generation, recorded));
-        return t;
+        return;
       }
       lock.lock();
     }
-    return t;
   }
 
   /// Queues a load-balanced task on queue q: the first free engine allowed there runs it. It is sent

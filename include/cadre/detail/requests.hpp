@@ -148,14 +148,18 @@ class Targets {
 
   template <class F, class... Args>
   std::vector<Task> apply(F&& f, Args&&... args) const {
-    thread_local std::vector<std::byte> buf;
-    buf.clear();
-    auto& t = core_->transport();
-    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
+    const auto record = encode(std::forward<F>(f), std::forward<Args>(args)...);
     std::vector<Task> tasks;
     tasks.reserve(ids_.size());
-    for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::apply, 0, buf));
+    for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::apply, 0, record));
     return tasks;
+  }
+
+  /// apply() on a one-engine view, into a task made by the caller (AsyncResult::with_new_task).
+  template <class F, class... Args>
+  void apply_into(const Task& task, F&& f, Args&&... args) const {
+    const auto record = encode(std::forward<F>(f), std::forward<Args>(args)...);
+    core_->submit(task, std::uint32_t(ids_.at(0)), RecordKind::apply, 0, record);
   }
 
   template <class T>
@@ -224,6 +228,16 @@ class Targets {
   }
 
  private:
+  /// The apply record of f(args...), in a per-thread buffer (valid until this thread's next encode).
+  template <class F, class... Args>
+  std::span<const std::byte> encode(F&& f, Args&&... args) const {
+    thread_local std::vector<std::byte> buf;
+    buf.clear();
+    auto& t = core_->transport();
+    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
+    return buf;
+  }
+
   std::shared_ptr<ClientCore> core_;
   std::vector<int> ids_;
 };
