@@ -107,9 +107,10 @@ class AsyncResult {
   /// per task instead of three (the task, this result's state, a one-element task vector), which
   /// was a third of the client's time per load-balanced apply_async (perf of bench/lb_bench.cpp).
   /// Returns the result and the task to submit.
-  static std::pair<AsyncResult, detail::Task> with_new_task(std::shared_ptr<detail::ClientCore> core, std::uint32_t engine,
+  static std::pair<AsyncResult, detail::Task> with_new_task(const std::shared_ptr<detail::ClientCore>& core, std::uint32_t engine,
                                                             Combine combine) {
     struct Block {
+      Block() {}  // user-provided: make_shared would otherwise zero the task's result buffer first
       detail::TaskState task;
       State state;
     };
@@ -122,7 +123,7 @@ class AsyncResult {
     // Non-owning: the block owns its task, and a task that owned the block would keep it alive for ever.
     s.own = detail::Task(std::shared_ptr<detail::TaskState>(), &block->task);
     AsyncResult r;
-    r.core_ = std::move(core);
+    r.core_ = core;
     r.s_ = std::shared_ptr<State>(std::move(block), &s);
     return {std::move(r), std::move(task)};
   }

@@ -57,9 +57,9 @@ class LoadBalancedView {
     buf.clear();
     auto& t = core_->transport();
     detail::encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
-    auto [result, task] = AsyncResult<R>::with_new_task(core_, detail::kAnyEngine, detail::single<R>("result"));
-    core_->submit_balanced(task, queue_, detail::RecordKind::apply, buf, retries, timeout_ns(), after_);
-    return result;
+    auto made = AsyncResult<R>::with_new_task(core_, detail::kAnyEngine, detail::single<R>("result"));
+    core_->submit_balanced(made.second, queue_, detail::RecordKind::apply, buf, retries, timeout_ns(), after_);
+    return std::move(made.first);
   }
 
   template <class F, class... Args>

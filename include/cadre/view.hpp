@@ -29,10 +29,12 @@ class BasicView {
   AsyncResult<result_t<call_result_t<F, Args...>>> apply_async(F&& f, Args&&... args) const {
     using R = call_result_t<F, Args...>;
     if constexpr (Single) {
-      // One engine: the task is allocated with its result, as a load-balanced apply_async does.
-      auto [result, task] = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
-      t_.apply_into(task, std::forward<F>(f), std::forward<Args>(args)...);
-      return result;
+      // One engine: the task is allocated with its result, as a load-balanced apply_async does (after
+      // encoding, so that the task's submission time does not count it).
+      const auto record = t_.encode(std::forward<F>(f), std::forward<Args>(args)...);
+      auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
+      t_.send_apply(made.second, record);
+      return std::move(made.first);
     } else {
       return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);
     }

@@ -220,7 +220,9 @@ class ClientCore {
     pending_.insert(t);
   }
 
-  void send_balanced(TaskState& t, std::span<const std::byte> record) {
+  /// `holding_poll`: the caller holds poll_mu_ (a retry from check_health), so a full queue is waited
+  /// out by draining here rather than through progress(), which would lock poll_mu_ again.
+  void send_balanced(TaskState& t, std::span<const std::byte> record, bool holding_poll = false) {
     std::unique_lock lock(lb_mu_[t.queue]);
     std::uint64_t pos = 0;
     for (;;) {
@@ -234,7 +236,13 @@ class ClientCore {
       }
       if (sent) break;
       lock.unlock();
-      progress(200'000);  // the queue is full: wait for engines to take tasks
+      // The queue is full: wait for engines to take tasks.
+      if (holding_poll) {
+        drain();
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      } else {
+        progress(200'000);
+      }
       lock.lock();
     }
     t.pos.store(pos, std::memory_order_relaxed);
@@ -390,7 +398,7 @@ class ClientCore {
         if (someone_else) continue;
         if (t->retries_left > 0) {
           --t->retries_left;
-          send_balanced(*t, t->extras->record);  // run it again elsewhere (submit_balanced kept the record)
+          send_balanced(*t, t->extras->record, true);  // run it again elsewhere (submit_balanced kept the record)
         } else {
           fail(*t, death_of(c.engine, seen_gen_[c.engine], health[c.engine],
                             "it was running this load-balanced task" + death_detail(health[c.engine], true, "; ")));

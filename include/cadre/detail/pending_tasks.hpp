@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -42,7 +43,7 @@ class PendingTasks {
   }
 
   /// Removes the task with this id; false when there was none.
-  bool erase(std::uint64_t id) {
+  bool erase(std::uint64_t id) noexcept {
     const std::size_t i = find(id);
     if (i == kNone) return false;
     slots_[i].reset();
@@ -107,7 +108,7 @@ class PendingTasks {
 
   /// Empties slot i (already moved from) and closes the gap: the rest of its probe run moves back one
   /// slot, up to an empty slot or a task at home.
-  void remove_at(std::size_t i) {
+  void remove_at(std::size_t i) noexcept {
     for (std::size_t j = (i + 1) & mask_; slots_[j] && distance(j) > 0; j = (j + 1) & mask_) {
       slots_[i] = std::move(slots_[j]);
       i = j;
@@ -115,12 +116,17 @@ class PendingTasks {
     slots_[i].reset();
     --size_;
     // Shrink after a burst, so that scans (health checks every 10 ms, any()) stay proportional to the
-    // tasks in flight.
-    if (slots_.size() > kMinSlots && size_ * 8 < slots_.size()) rehash(slots_.size() / 2);
+    // tasks in flight. Best effort: a removal never fails, or the task removed would be lost to its waiters.
+    if (slots_.size() > kMinSlots && size_ * 8 < slots_.size()) {
+      try {
+        rehash(slots_.size() / 2);
+      } catch (const std::bad_alloc&) {
+      }
+    }
   }
 
   void rehash(std::size_t n) {
-    std::vector<Task> old = std::exchange(slots_, std::vector<Task>(n));
+    std::vector<Task> old = std::exchange(slots_, std::vector<Task>(n));  // the one step that may throw
     mask_ = n - 1;
     cursor_ = 0;
     for (Task& t : old)

@@ -155,10 +155,19 @@ class Targets {
     return tasks;
   }
 
-  /// apply() on a one-engine view, into a task made by the caller (AsyncResult::with_new_task).
+  /// The apply record of f(args...), in a per-thread buffer (valid until this thread's next encode).
   template <class F, class... Args>
-  void apply_into(const Task& task, F&& f, Args&&... args) const {
-    const auto record = encode(std::forward<F>(f), std::forward<Args>(args)...);
+  std::span<const std::byte> encode(F&& f, Args&&... args) const {
+    thread_local std::vector<std::byte> buf;
+    buf.clear();
+    auto& t = core_->transport();
+    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
+    return buf;
+  }
+
+  /// Sends an apply record to the one engine of a one-engine view, as a task made by the caller
+  /// (AsyncResult::with_new_task).
+  void send_apply(const Task& task, std::span<const std::byte> record) const {
     core_->submit(task, std::uint32_t(ids_.at(0)), RecordKind::apply, 0, record);
   }
 
@@ -228,16 +237,6 @@ class Targets {
   }
 
  private:
-  /// The apply record of f(args...), in a per-thread buffer (valid until this thread's next encode).
-  template <class F, class... Args>
-  std::span<const std::byte> encode(F&& f, Args&&... args) const {
-    thread_local std::vector<std::byte> buf;
-    buf.clear();
-    auto& t = core_->transport();
-    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
-    return buf;
-  }
-
   std::shared_ptr<ClientCore> core_;
   std::vector<int> ids_;
 };
@@ -265,6 +264,7 @@ auto each(Label what, ErrorPolicy policy) {
 template <class R, class Label>
 auto single(Label what) {
   return [what = std::move(what)](std::span<const Task> tasks) -> R {
+    if (tasks.size() != 1) throw error("internal: a one-engine result has " + std::to_string(tasks.size()) + " tasks");
     throw_errors(tasks, ErrorPolicy::first);
     return task_value<R>(*tasks[0], what);
   };
