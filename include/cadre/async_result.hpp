@@ -53,14 +53,18 @@ inline std::exception_ptr task_error(const TaskState& t) {
   }
 }
 
+/// The typed value a finished task carries (its payload, with the type head when it came split).
+inline TypedView typed_of(const TaskState& t) {
+  return t.type_head().empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head(), t.bytes);
+}
+
 /// The value of a successful task (R = void: nothing).
 template <class R>
 R task_value(const TaskState& t, std::string_view what) {
   if constexpr (std::is_void_v<R>) {
     (void)t, (void)what;
   } else {
-    const TypedView v = t.type_head().empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head(), t.bytes);
-    return decode_typed<R>(v, [&] { return std::string(what) + " on engine " + std::to_string(t.engine); });
+    return decode_typed<R>(typed_of(t), [&] { return std::string(what) + " on engine " + std::to_string(t.engine); });
   }
 }
 

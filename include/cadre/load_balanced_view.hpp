@@ -53,12 +53,9 @@ class LoadBalancedView {
   template <class F, class... Args>
   AsyncResult<detail::call_result_t<F, Args...>> apply_async(F&& f, Args&&... args) const {
     using R = detail::call_result_t<F, Args...>;
-    thread_local std::vector<std::byte> buf;
-    buf.clear();
-    auto& t = core_->transport();
-    detail::encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
+    const auto record = detail::apply_record(core_->transport(), std::forward<F>(f), std::forward<Args>(args)...);
     auto made = AsyncResult<R>::with_new_task(core_, detail::kAnyEngine, detail::single<R>("result"));
-    core_->submit_balanced(made.second, queue_, detail::RecordKind::apply, buf, retries, timeout_ns(), after_);
+    core_->submit_balanced(made.second, queue_, detail::RecordKind::apply, record, retries, timeout_ns(), after_);
     return std::move(made.first);
   }
 

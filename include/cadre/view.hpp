@@ -31,7 +31,7 @@ class BasicView {
     if constexpr (Single) {
       // One engine: the task is allocated with its result, as a load-balanced apply_async does (after
       // encoding, so that the task's submission time does not count it).
-      const auto record = t_.encode(std::forward<F>(f), std::forward<Args>(args)...);
+      const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
       auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
       t_.send_apply(made.second, record);
       return std::move(made.first);

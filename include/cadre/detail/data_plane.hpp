@@ -206,11 +206,6 @@ std::vector<Task> scatter_generic(const Targets& view, std::string_view name, co
   return tasks;
 }
 
-/// Typed value of a finished task.
-inline TypedView typed_of(const TaskState& t) {
-  return t.type_head().empty() ? parse_typed(t.bytes) : typed_from_head(t.type_head(), t.bytes);
-}
-
 /// Appends what engines hold under a name to out: std::vector<E> chunks are concatenated, E scalars collected.
 template <class E>
 void gather_into(std::span<const Task> tasks, std::string_view name, std::vector<E>& out) {

@@ -122,6 +122,16 @@ void encode_apply(std::vector<std::byte>& out, bool same_program, const Transpor
   put_args<Params>(w, std::forward<Args>(args)...);
 }
 
+/// The apply record of f(args...) for the engines behind `where`, in a per-thread buffer that is
+/// reused (a loop of applies does not allocate); valid until this thread's next call.
+template <class F, class... Args>
+std::span<const std::byte> apply_record(const Transport& where, F&& f, Args&&... args) {
+  thread_local std::vector<std::byte> buf;
+  buf.clear();
+  encode_apply(buf, where.engines_run_this_program(), where, std::forward<F>(f), std::forward<Args>(args)...);
+  return buf;
+}
+
 /// Encodes one map task: f over the zipped chunks (each a std::vector<V>).
 template <class F, class... V>
 void encode_map(std::vector<std::byte>& out, bool same_program, const Transport& where, const F& f,
@@ -148,21 +158,11 @@ class Targets {
 
   template <class F, class... Args>
   std::vector<Task> apply(F&& f, Args&&... args) const {
-    const auto record = encode(std::forward<F>(f), std::forward<Args>(args)...);
+    const auto record = apply_record(core_->transport(), std::forward<F>(f), std::forward<Args>(args)...);
     std::vector<Task> tasks;
     tasks.reserve(ids_.size());
     for (int e : ids_) tasks.push_back(core_->submit(std::uint32_t(e), RecordKind::apply, 0, record));
     return tasks;
-  }
-
-  /// The apply record of f(args...), in a per-thread buffer (valid until this thread's next encode).
-  template <class F, class... Args>
-  std::span<const std::byte> encode(F&& f, Args&&... args) const {
-    thread_local std::vector<std::byte> buf;
-    buf.clear();
-    auto& t = core_->transport();
-    encode_apply(buf, t.engines_run_this_program(), t, std::forward<F>(f), std::forward<Args>(args)...);
-    return buf;
   }
 
   /// Sends an apply record to the one engine of a one-engine view, as a task made by the caller
