@@ -108,6 +108,7 @@ class ClientCore {
     else {
       std::lock_guard lock(tasks_mu_);
       deferred_.push_back(t);
+      has_deferred_.store(true, std::memory_order_relaxed);
     }
   }
 
@@ -254,6 +255,7 @@ class ClientCore {
     for (auto it = deferred_.begin(); it != deferred_.end(); ++it)
       if (it->get() == &t) {
         deferred_.erase(it);
+        has_deferred_.store(!deferred_.empty(), std::memory_order_relaxed);
         return true;
       }
     return false;
@@ -261,6 +263,8 @@ class ClientCore {
 
   /// Sends deferred tasks whose dependencies all succeeded; fails those with a failed dependency.
   void send_deferred() {
+    // Every wait passes here: without deferred tasks (the common case) it costs no lock.
+    if (!has_deferred_.load(std::memory_order_relaxed)) return;
     std::vector<Task> ready, broken;
     {
       std::lock_guard lock(tasks_mu_);
@@ -279,6 +283,7 @@ class ClientCore {
         }
         it = deferred_.erase(it);
       }
+      has_deferred_.store(!deferred_.empty(), std::memory_order_relaxed);
     }
     for (auto& t : broken) {
       std::string which;
@@ -458,6 +463,7 @@ class ClientCore {
   std::mutex tasks_mu_;
   PendingTasks pending_;
   std::vector<Task> deferred_;
+  std::atomic<bool> has_deferred_{false};  // !deferred_.empty(), written under tasks_mu_, read without it
   std::atomic<std::uint64_t> next_id_{1};
   std::uint64_t next_health_ns_ = 0;
   std::unordered_map<std::uint32_t, std::uint64_t> grace_;

@@ -499,14 +499,18 @@ class Engine {
     void* ptr = nullptr;
   };
   static void* resolve_cached(Reader& r, ResolvedRef& last) {
+    // A code reference is self-delimiting: input that starts with the last one's bytes would decode to
+    // exactly those bytes, i.e. to the same function. So the common case (the same function as last
+    // time) compares bytes and decodes nothing.
+    if (last.ptr && r.skip_if_next(last.bytes)) return last.ptr;
     Reader peek = r;
     const std::size_t start = r.pos();
     const CodeRefView ref = read_code_ref(peek);  // no copy of the path unless it must be resolved
     auto raw = r.take(peek.pos() - start);
-    if (last.ptr && raw.size() == last.bytes.size() && std::memcmp(raw.data(), last.bytes.data(), raw.size()) == 0) return last.ptr;
-    last.ptr = resolve(ref.owned());
-    last.bytes.assign(raw.begin(), raw.end());
-    return last.ptr;
+    void* const fn = resolve(ref.owned());
+    last.bytes.assign(raw.begin(), raw.end());  // before the pointer: a throw here leaves the old pair whole
+    last.ptr = fn;
+    return fn;
   }
 
   /// push: [name][align 16][typed value] inline, or the name inline and the typed value in a block.

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <stdio_ext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,8 +49,10 @@ class OutputCapture {
     out.clear();
     err.clear();
     if (!active_) return;
-    std::fflush(stdout);  // not fflush(nullptr): walking every stream costs more than the task, often
-    std::fflush(stderr);
+    // Not fflush(nullptr): walking every stream costs more than the task, often. And only a stream with
+    // bytes in its buffer: __fpending reads the buffer's pointers, fflush locks the stream to find none.
+    if (__fpending(stdout) != 0) std::fflush(stdout);
+    if (__fpending(stderr) != 0) std::fflush(stderr);
     if (printed(0)) take(0, &out);
     if (printed(1)) take(1, &err);
   }

@@ -58,17 +58,24 @@ class Reader {
     return v;
   }
   std::span<const std::byte> take(std::size_t n) {
-    if (n > in_.size() - pos_) throw decode_error("record truncated: needed " + std::to_string(n) + " bytes at offset " +
-                                                  std::to_string(pos_) + " of " + std::to_string(in_.size()));
+    if (n > in_.size() - pos_) [[unlikely]]
+      truncated(n);
     auto s = in_.subspan(pos_, n);
     pos_ += n;
     return s;
   }
   std::string_view str(std::size_t max = 1 << 20) {
     const auto n = get<std::uint32_t>();
-    if (n > max) throw decode_error("string of " + std::to_string(n) + " bytes exceeds the limit of " + std::to_string(max));
+    if (n > max) [[unlikely]]
+      too_long(n, max);
     auto s = take(n);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
+  }
+  /// Steps over `bytes` when the input continues with exactly them; false (nothing read) otherwise.
+  bool skip_if_next(std::span<const std::byte> bytes) noexcept {
+    if (bytes.size() > in_.size() - pos_ || std::memcmp(in_.data() + pos_, bytes.data(), bytes.size()) != 0) return false;
+    pos_ += bytes.size();
+    return true;
   }
   void align(std::size_t a) {
     const std::size_t next = (pos_ + a - 1) / a * a;
@@ -79,6 +86,15 @@ class Reader {
   std::size_t left() const noexcept { return in_.size() - pos_; }
 
  private:
+  // Out of line: the messages' string building would otherwise be inlined into every read.
+  [[noreturn, gnu::cold, gnu::noinline]] void truncated(std::size_t n) const {
+    throw decode_error("record truncated: needed " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) + " of " +
+                       std::to_string(in_.size()));
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] static void too_long(std::size_t n, std::size_t max) {
+    throw decode_error("string of " + std::to_string(n) + " bytes exceeds the limit of " + std::to_string(max));
+  }
+
   std::span<const std::byte> in_;
   std::size_t pos_ = 0;
 };
