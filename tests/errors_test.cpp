@@ -397,8 +397,8 @@ class RawClient {
     s->aux = 0;
     s->block = 0;
     s->started_ns = 0;
-    s->reserved[0] = seg_.engine(0).generation.load();
-    s->reserved[1] = gen_;
+    s->engine_gen = seg_.engine(0).generation.load();
+    s->client_gen = gen_;
     std::memcpy(s->data, data.data(), std::min(data.size(), cadre::detail::kInlineBytes));
     if (fill) fill(*s);
     commands_.publish();

@@ -13,11 +13,10 @@ namespace {
 namespace cd = cadre::detail;
 using cd::kRingSlots;
 
-/// A ring in ordinary memory with both indices at `start`.
+/// A ring in ordinary memory whose next position is `start`.
 std::unique_ptr<cd::RingStorage> make_ring(std::uint64_t start = 0) {
   auto r = std::make_unique<cd::RingStorage>();
-  r->idx.head.store(start);
-  r->idx.tail.store(start);
+  cd::init_ring(r.get(), start);
   return r;
 }
 
@@ -135,15 +134,53 @@ TEST(ring, indices_that_wrap_past_two_to_the_64_keep_fifo_order) {
   EXPECT_LT(r->idx.head.load(), 1000u);  // it did wrap
 }
 
-TEST(ring, reset_ring_empties_it) {
+TEST(ring, init_ring_empties_a_used_ring) {
   auto r = make_ring();
   {
     cd::RingProducer p(r.get());
     for (std::uint64_t i = 0; i < 7; ++i) put(p, i);
   }
-  cd::reset_ring(r.get());
+  cd::init_ring(r.get());
   cd::RingConsumer c(r.get());
   EXPECT_EQ(c.peek(), nullptr);
+  EXPECT_FALSE(c.has_data());
+  cd::RingProducer p(r.get());
+  put(p, 42);
+  EXPECT_EQ(take(c), 42u);
+}
+
+TEST(ring, a_restarted_producer_continues_after_records_whose_index_update_was_lost) {
+  // A producer that dies between publishing a record (its seq) and advancing the shared head: the
+  // consumer may have read those records, so the next producer must not write over them.
+  auto r = make_ring();
+  cd::RingConsumer c(r.get());
+  {
+    cd::RingProducer p(r.get());
+    for (std::uint64_t i = 0; i < 5; ++i) put(p, i);
+  }
+  r->idx.head.store(3);  // as if the stores of head for records 3 and 4 never happened
+  EXPECT_EQ(take(c), 0u);
+  EXPECT_EQ(take(c), 1u);
+  EXPECT_EQ(take(c), 2u);
+  EXPECT_EQ(take(c), 3u);
+  cd::RingProducer p2(r.get());
+  EXPECT_EQ(r->idx.head.load(), 5u);
+  put(p2, 5);
+  EXPECT_EQ(take(c), 4u);
+  EXPECT_EQ(take(c), 5u);
+  EXPECT_EQ(c.peek(), nullptr);
+}
+
+TEST(ring, a_record_is_visible_by_its_seq_alone) {
+  // The consumer polls the record's own line: the shared head is for counting, not for visibility.
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  put(p, 7);
+  r->idx.head.store(0);
+  EXPECT_TRUE(c.has_data());
+  EXPECT_EQ(take(c), 7u);
+  EXPECT_FALSE(c.has_data());
 }
 
 TEST(ring, one_producer_and_one_consumer_thread_pass_a_million_records_without_loss) {

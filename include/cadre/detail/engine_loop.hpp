@@ -43,7 +43,7 @@ struct RecordHead {
 };
 
 inline RecordHead copy_head(const RingSlot& s) noexcept {
-  return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.reserved[0], s.reserved[1], s.started_ns};
+  return {s.task_id, RecordKind(s.kind), s.len, s.aux, s.block, s.engine_gen, s.client_gen, s.started_ns};
 }
 
 /// Ends the engine process as soon as its launcher dies, even while a task runs: the serve loop only
@@ -631,8 +631,8 @@ class Engine {
     s->started_ns = started;
     s->finished_ns = now_ns();
     me_.heartbeat_ns.store(s->finished_ns, std::memory_order_relaxed);
-    s->reserved[0] = generation_;
-    s->reserved[1] = h.client_gen;
+    s->engine_gen = generation_;
+    s->client_gen = h.client_gen;
     if (!block && len) std::memcpy(s->data, result_.data(), len);
     completions_[c].publish();
     doorbell_of(seg_.client(c)).ring();

@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 8;
+inline constexpr std::uint32_t kLayoutVersion = 9;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -157,6 +157,9 @@ inline constexpr std::uint16_t kHasOutput = 0x8000;
 /// One fixed-size ring record. The payload is inline (len bytes of data) or, when block != 0, in a heap
 /// block at that offset. `data` starts 64-byte aligned so values read in place are aligned.
 struct alignas(kCacheLine) RingSlot {
+  // Ring records only (a load-balanced slot has LbSlot::seq): position + 1 once the record for that
+  // position is complete. The consumer polls this word, on the line it reads next anyway (see ring.hpp).
+  std::atomic<std::uint64_t> seq;
   std::uint64_t task_id;
   std::uint16_t kind;        // RecordKind
   std::uint16_t flags;       // completions: kHasOutput | length of an inline type head (split payload, see wire.hpp)
@@ -166,7 +169,8 @@ struct alignas(kCacheLine) RingSlot {
   std::uint64_t block;       // offset of a heap block holding the payload, 0 if inline
   std::uint64_t started_ns;  // completions: when the engine started / finished the task
   std::uint64_t finished_ns;
-  std::uint64_t reserved[2];
+  std::uint32_t engine_gen;  // commands: the engine incarnation it is for; completions: the one that ran it
+  std::uint32_t client_gen;  // the client slot's generation it belongs to
   alignas(kCacheLine) std::byte data[kInlineBytes];
 };
 
@@ -248,6 +252,7 @@ CADRE_SHARED_TYPE(BlockHeader);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
               "shared words must be lock-free so a process dying mid-update cannot hold a lock");
 static_assert(sizeof(RingSlot) == 256, "a ring slot is four cache lines: header line plus 192 inline bytes");
+static_assert(offsetof(RingSlot, engine_gen) + sizeof(std::uint32_t) * 2 <= kCacheLine, "a ring record's header fits its first line");
 static_assert(offsetof(RingSlot, data) % kCacheLine == 0, "inline payloads start cache-line aligned");
 static_assert(offsetof(RingIndices, tail) - offsetof(RingIndices, head) >= kCacheLine,
               "head and tail must be a cache line apart to prevent false sharing");

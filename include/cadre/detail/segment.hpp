@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cadre/detail/layout.hpp>
+#include <cadre/detail/ring.hpp>
 #include <cadre/detail/sys.hpp>
 #include <cadre/errors.hpp>
 
@@ -363,17 +364,17 @@ class Segment {
       }
     }
     for (std::uint32_t e = 0; e < engines(); ++e) {
-      RingStorage* r = completion_ring(e, c);
-      std::uint64_t tail = r->idx.tail.load(std::memory_order_acquire);
-      const std::uint64_t head = r->idx.head.load(std::memory_order_acquire);
-      for (; tail != head && head - tail <= kRingSlots; ++tail) {
-        if (const std::uint64_t block = r->slots[tail & (kRingSlots - 1)].block) {
+      RingConsumer unread(completion_ring(e, c));  // read as the client would have (at most one lap)
+      for (std::uint32_t n = 0; n < kRingSlots; ++n) {
+        const RingSlot* r = unread.peek();
+        if (!r) break;
+        if (const std::uint64_t block = r->block) {
           try {
             release(block, kPin);
           } catch (...) {
           }
         }
-        r->idx.tail.store(tail + 1, std::memory_order_release);
+        unread.release();
       }
     }
     if (dead) reclaim(client_tag(c), true);
@@ -457,11 +458,7 @@ class Segment {
     (void)committed;
     for (std::uint32_t e = 0; e < cfg.engines; ++e) new (&engine(e)) EngineSlot{};
     for (std::uint32_t c = 0; c < kMaxClients; ++c) new (&client(c)) ClientSlot{};
-    for (std::uint32_t i = 0; i < 2 * kMaxClients * cfg.engines; ++i) {
-      auto* r = reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i;
-      r->idx.head.store(0, std::memory_order_relaxed);
-      r->idx.tail.store(0, std::memory_order_relaxed);
-    }
+    for (std::uint32_t i = 0; i < 2 * kMaxClients * cfg.engines; ++i) init_ring(reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i);
     for (std::uint32_t i = 0; i < kMaxClients * kLbQueues; ++i) {
       auto* q = reinterpret_cast<LbQueue*>(base_ + m.lbq_off) + i;
       q->head.store(0, std::memory_order_relaxed);

@@ -94,8 +94,8 @@ class ShmTransport final : public Transport {
     s->kind = std::uint16_t(kind);
     s->status = 0;
     s->aux = aux;
-    s->reserved[0] = generation;
-    s->reserved[1] = generation_;
+    s->engine_gen = generation;
+    s->client_gen = generation_;
     if (body) {
       s->block = body->handle;
       s->len = std::uint32_t(body->bytes.size());
@@ -124,7 +124,7 @@ class ShmTransport final : public Transport {
         const std::uint64_t block = s->block;
         const std::uint32_t len = s->len, at = s->aux, head_len = s->flags & ~kHasOutput;
         const bool output = (s->flags & kHasOutput) != 0;
-        const bool mine = s->reserved[1] == generation_;
+        const bool mine = s->client_gen == generation_;
         try {
           if (!mine) {
             if (block) release_pin(block);
@@ -234,8 +234,8 @@ class ShmTransport final : public Transport {
     r.status = 0;
     r.aux = aux;
     r.started_ns = deadline_ns;
-    r.reserved[0] = 0;
-    r.reserved[1] = generation_;
+    r.engine_gen = 0;
+    r.client_gen = generation_;
     if (head.size() > kInlineBytes) {
       // Any engine may take it: the block belongs to this client until an engine releases it.
       const std::uint64_t off = seg_->alloc_block(head.size(), client_tag(slot_), kNsRef);
@@ -306,7 +306,9 @@ class ShmTransport final : public Transport {
     l.running = engine_state(s) == EngineState::busy;
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       const RingStorage* r = seg_->command_ring(e, c);
-      l.queued += r->idx.head.load(std::memory_order_relaxed) - r->idx.tail.load(std::memory_order_relaxed);
+      // The consumer sees a record by its seq, so tail can pass a head that is about to be stored.
+      const auto d = std::int64_t(r->idx.head.load(std::memory_order_relaxed) - r->idx.tail.load(std::memory_order_relaxed));
+      l.queued += d > 0 ? std::uint64_t(d) : 0;
     }
     if (l.running && l.queued) --l.queued;  // the record being run is still in the ring
     return l;
