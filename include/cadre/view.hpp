@@ -33,7 +33,7 @@ class BasicView {
       // encoding, so that the task's submission time does not count it).
       const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
       auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
-      t_.send_apply(made.second, record);
+      t_.send_apply(std::move(made.second), record);
       return std::move(made.first);
     } else {
       return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);

@@ -10,6 +10,7 @@
 #include <cadre/detail/crash_report.hpp>
 #include <cadre/detail/pending_tasks.hpp>
 #include <cadre/detail/sys.hpp>
+#include <cadre/detail/task_clock.hpp>
 #include <cadre/detail/transport.hpp>
 #include <cadre/detail/wire.hpp>
 #include <cadre/errors.hpp>
@@ -44,11 +45,13 @@ class ClientCore {
     return t;
   }
 
-  /// The same for a task made elsewhere and set up with init_task(*t, e).
-  void submit(const Task& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
+  /// The same for a task made elsewhere and set up with init_task(*t, e). The caller keeps the task
+  /// alive meanwhile (the table of tasks in flight gets `task`: pass it by move when you can).
+  void submit(Task task, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
+    TaskState* const t = task.get();
     const EngineHealth h = t_->health(e, false);
     t->generation = h.generation;
-    track(t);
+    track(std::move(task));
     if (!h.alive) {
       if (body) t_->discard(*body);
       fail(*t, std::make_exception_ptr(engine_error(int(e), h.pid, h.signal, "it was already dead when the task was sent")));
@@ -116,7 +119,7 @@ class ClientCore {
   void init_task(TaskState& t, std::uint32_t e) {
     t.id = next_id_.fetch_add(1, std::memory_order_relaxed);
     t.engine = e;
-    t.submitted_ns = now_ns();
+    t.submitted_ns = task_now_ns();
   }
 
   /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
@@ -216,9 +219,9 @@ class ClientCore {
     return t;
   }
 
-  void track(const Task& t) {
+  void track(Task t) {
     std::lock_guard lock(tasks_mu_);
-    pending_.insert(t);
+    pending_.insert(std::move(t));
   }
 
   /// `holding_poll`: the caller holds poll_mu_ (a retry from check_health), so a full queue is waited
@@ -298,7 +301,7 @@ class ClientCore {
   }
 
   std::size_t drain() {
-    return t_->poll([this](Completion& c) {
+    auto on_completion = [this](Completion& c) {
       Task t;
       {
         std::lock_guard lock(tasks_mu_);
@@ -323,7 +326,8 @@ class ClientCore {
         t->keep(c.bytes);
       }
       t->done.store(true, std::memory_order_release);
-    });
+    };
+    return t_->poll(on_completion);
   }
 
   void fail(TaskState& t, std::exception_ptr e) {

@@ -9,6 +9,7 @@
 #include <cadre/detail/output_capture.hpp>
 #include <cadre/detail/ring.hpp>
 #include <cadre/detail/segment.hpp>
+#include <cadre/detail/task_clock.hpp>
 #include <cadre/detail/waiter.hpp>
 #include <cadre/detail/wire.hpp>
 #include <cadre/function_ref.hpp>
@@ -308,7 +309,7 @@ class Engine {
     Status status = Status::ok;
     std::uint64_t reply_block = 0;
     std::uint32_t reply_at = 0;
-    const std::uint64_t started = now_ns();
+    const std::uint64_t started = task_now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
     me_.current_task.store(h.task_id, std::memory_order_release);
     bool block_consumed = false;
@@ -394,7 +395,8 @@ class Engine {
     }
     if (h.block && !block_consumed) release_quietly(h.block, kNsRef);
     if (h.kind == RecordKind::apply) capture_.collect(out_, err_);
-    me_.tasks_done.fetch_add(1, std::memory_order_relaxed);
+    // Only this engine writes it (readers only count): a plain increment, not a locked one.
+    me_.tasks_done.store(me_.tasks_done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     me_.current_task.store(0, std::memory_order_relaxed);
     complete(c, h, status, started, reply_block, reply_at);
   }
@@ -629,7 +631,7 @@ class Engine {
     s->aux = at;
     s->block = block;
     s->started_ns = started;
-    s->finished_ns = now_ns();
+    s->finished_ns = task_now_ns();
     me_.heartbeat_ns.store(s->finished_ns, std::memory_order_relaxed);
     s->engine_gen = generation_;
     s->client_gen = h.client_gen;

@@ -167,8 +167,8 @@ class Targets {
 
   /// Sends an apply record to the one engine of a one-engine view, as a task made by the caller
   /// (AsyncResult::with_new_task).
-  void send_apply(const Task& task, std::span<const std::byte> record) const {
-    core_->submit(task, std::uint32_t(ids_.at(0)), RecordKind::apply, 0, record);
+  void send_apply(Task task, std::span<const std::byte> record) const {
+    core_->submit(std::move(task), std::uint32_t(ids_.at(0)), RecordKind::apply, 0, record);
   }
 
   template <class T>

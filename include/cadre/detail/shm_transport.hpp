@@ -111,7 +111,7 @@ class ShmTransport final : public Transport {
     return SendResult::sent;
   }
 
-  std::size_t poll(const std::function<void(Completion&)>& f) override {
+  std::size_t poll(CompletionSink f) override {
     std::size_t n = 0;
     for (std::uint32_t e = 0; e < consumers_.size(); ++e) {
       while (const RingSlot* s = consumers_[e].peek()) {

@@ -8,9 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <type_traits>
 
 namespace cadre::detail {
 
@@ -43,6 +44,21 @@ struct EngineHealth {
   std::uint32_t last_generation = 0;
 };
 
+/// Where Transport::poll hands completions: a reference to a callable, without std::function's
+/// type-erasure manager (poll runs once per wait, on every round trip).
+class CompletionSink {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, CompletionSink>)
+  CompletionSink(F& f) noexcept  // NOLINT(google-explicit-constructor): a lambda passes as a sink
+      : obj_(&f), call_([](void* o, Completion& c) { (*static_cast<F*>(o))(c); }) {}
+  void operator()(Completion& c) const { call_(obj_, c); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, Completion&);
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -61,7 +77,7 @@ class Transport {
   virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
                               std::span<const std::byte> head, const OutBlock* body) = 0;
   /// Hands every completion that has arrived to f; returns how many.
-  virtual std::size_t poll(const std::function<void(Completion&)>& f) = 0;
+  virtual std::size_t poll(CompletionSink f) = 0;
   /// Sleeps until a completion may have arrived, or at most timeout_ns.
   virtual void wait(std::uint64_t timeout_ns) = 0;
   /// Whether engine e (the incarnation that tasks are sent to now) is alive. With probe = false, only

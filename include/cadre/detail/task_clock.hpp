@@ -1,0 +1,100 @@
+// cadre/detail/task_clock.hpp — the timestamps of every task (submitted, started, finished), cheaply.
+//
+// A round trip takes three of them, and clock_gettime(CLOCK_MONOTONIC) costs ~31 ns on this VM (a
+// time-stamp counter read plus the kernel's scaling, in the vDSO) against ~12 ns for the bare counter
+// read: together a tenth of a hot round trip. task_now_ns() reads the counter and extrapolates
+// CLOCK_MONOTONIC from an anchor (a clock_gettime reading) at most 1 ms old, at a rate measured over at
+// least 50 ms: it stays within a few nanoseconds of now_ns() and, like it, compares across processes.
+// The counter is used only where the kernel itself keeps time with it (clocksource "tsc": the kernel
+// then vouches that it is invariant and synchronised across CPUs); elsewhere task_now_ns() is now_ns().
+#pragma once
+
+#include <cadre/detail/sys.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+namespace cadre::detail {
+
+/// Whether the kernel's clocksource is the time-stamp counter (read once per process).
+inline bool tsc_is_the_clocksource() noexcept {
+#if defined(__x86_64__)
+  static const bool yes = [] {
+    std::FILE* f = std::fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+    if (!f) return false;
+    char name[32] = {};
+    const bool tsc = std::fgets(name, sizeof name, f) && std::strcmp(name, "tsc\n") == 0;
+    std::fclose(f);
+    return tsc;
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+#if defined(__x86_64__)
+/// CLOCK_MONOTONIC extrapolated from the time-stamp counter; one per thread (no sharing, no locks).
+class TscClock {
+ public:
+  std::uint64_t now() noexcept {
+    const std::uint64_t d = __rdtsc() - anchor_tsc_;
+    if (d >= window_ticks_) return reanchor();
+    const auto ns = anchor_ns_ + std::uint64_t((static_cast<unsigned __int128>(d) * ns_per_tick_q32_) >> 32);
+    return last_ = std::max(ns, last_);  // never backwards across an anchor
+  }
+
+ private:
+  static constexpr std::uint64_t kWindowNs = 1'000'000;          // anchors at most this old
+  static constexpr std::uint64_t kCalibrateNs = 50'000'000;      // the rate is measured over at least this
+  static constexpr std::uint64_t kRebaseNs = 2'000'000'000;      // ... and at most about this (follows drift)
+  static constexpr std::uint64_t kMaxReadTicks = 20'000;         // a clock read this slow was preempted
+
+  std::uint64_t reanchor() noexcept {
+    const std::uint64_t t0 = __rdtsc();
+    const std::uint64_t ns = now_ns();
+    const std::uint64_t t1 = __rdtsc();
+    if (t1 - t0 > kMaxReadTicks) return last_ = std::max(ns, last_);  // no sharp pair: keep the old anchor
+    const std::uint64_t t = t0 + (t1 - t0) / 2;
+    if (!base_ns_) {
+      base_tsc_ = t;
+      base_ns_ = ns;
+    } else if (ns - base_ns_ >= kCalibrateNs && t > base_tsc_) {
+      ns_per_tick_q32_ = std::uint64_t((static_cast<unsigned __int128>(ns - base_ns_) << 32) / (t - base_tsc_));
+      if (ns_per_tick_q32_) window_ticks_ = std::uint64_t((static_cast<unsigned __int128>(kWindowNs) << 32) / ns_per_tick_q32_);
+      if (ns - base_ns_ >= kRebaseNs) {
+        base_tsc_ = t;
+        base_ns_ = ns;
+      }
+    }
+    anchor_tsc_ = t;
+    anchor_ns_ = ns;
+    return last_ = std::max(ns, last_);
+  }
+
+  std::uint64_t anchor_tsc_ = 0, anchor_ns_ = 0;
+  std::uint64_t base_tsc_ = 0, base_ns_ = 0;
+  std::uint64_t ns_per_tick_q32_ = 0;  // nanoseconds per tick, 32.32 fixed point
+  std::uint64_t window_ticks_ = 0;     // 0 until calibrated: every reading is a clock_gettime
+  std::uint64_t last_ = 0;
+};
+#endif
+
+/// Monotonic nanoseconds for task timestamps: now_ns() within a few nanoseconds, at less cost.
+inline std::uint64_t task_now_ns() noexcept {
+#if defined(__x86_64__)
+  if (tsc_is_the_clocksource()) {
+    thread_local TscClock clock;
+    return clock.now();
+  }
+#endif
+  return now_ns();
+}
+
+}  // namespace cadre::detail
