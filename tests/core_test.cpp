@@ -1034,15 +1034,10 @@ TEST(capacity, a_value_larger_than_the_segment_is_a_capacity_error_and_the_clust
   EXPECT_EQ(client[1].pull<std::vector<double>>("medium").size(), 1u << 20);
 }
 
-// BUG (engine_loop.hpp, Engine::complete, the `catch (const capacity_error&)` fallback): when the
-// engine cannot allocate a block for a large result it replaces the result with the capacity_error
-// payload and writes it inline — but that payload (the message is ~300 bytes) is longer than
-// kInlineBytes (192), so the memcpy into RingSlot::data overruns the slot into the next slot's header
-// (or, for the ring's last slot, into the next ring's head index). The client then rejects the
-// completion and reports "engine 0 sent a corrupt error record: too many strings in an error record"
-// instead of the capacity_error (see also shm_transport.hpp, ShmTransport::poll: its decode_error
-// payload is raw text, not the put_strings list task_error() parses). Fix: truncate the message to fit
-// (or allocate the error in a small block), and encode poll()'s decode_error with put_strings.
+// A regression test. When the engine cannot allocate a block for a large result, it replaces the
+// result with a capacity_error payload that must still fit the ring slot. It once wrote a ~300-byte
+// message inline, past the slot's 192 bytes and into the next record's header (Engine::complete now
+// truncates it), and the client reported "a corrupt error record" instead of capacity_error.
 TEST(capacity, a_result_too_large_for_the_segment_is_a_capacity_error_from_the_engine) {
   cadre::Cluster c({.engines = 1, .name = unique_name("capres"), .segment_size = 64 << 20});
   cadre::Client client = c.client();

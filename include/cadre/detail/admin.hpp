@@ -201,7 +201,7 @@ struct EngineInfo {
   EngineState state = EngineState::empty;
   std::uint32_t generation = 0;  ///< 1 for the first start; restarts = generation - 1
   std::uint64_t tasks_done = 0;
-  std::uint64_t heartbeat_ns = 0;  ///< CLOCK_MONOTONIC (now_ns()) of its last sign of life, 0: none
+  std::uint64_t heartbeat_ns = 0;  ///< CLOCK_MONOTONIC nanoseconds of its last sign of life, 0: none
   int exit_code = 0, exit_signal = 0;  ///< how it died, when state is dead
   bool alive = false;                  ///< the pid is alive and maps this cluster's segment
   std::string log_file;                ///< empty: its output goes to the launcher's stderr

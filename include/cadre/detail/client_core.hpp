@@ -45,8 +45,9 @@ class ClientCore {
     return t;
   }
 
-  /// The same for a task made elsewhere and set up with init_task(*t, e). The caller keeps the task
-  /// alive meanwhile (the table of tasks in flight gets `task`: pass it by move when you can).
+  /// The same for a task made elsewhere and set up with init_task(*t, e). The table of tasks in flight
+  /// takes `task` (pass it by move), so the caller must hold another reference until this returns:
+  /// a failed task leaves the table, and another thread may fail it meanwhile.
   void submit(Task task, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
     TaskState* const t = task.get();
     const EngineHealth h = t_->health(e, false);
