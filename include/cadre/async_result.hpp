@@ -26,8 +26,9 @@ namespace detail {
 
 /// The error a finished task carries, or nullptr when it succeeded.
 inline std::exception_ptr task_error(const TaskState& t) {
+  if (t.status == Status::ok && !t.failure) [[likely]]
+    return nullptr;
   if (t.failure) return t.failure;
-  if (t.status == Status::ok) return nullptr;
   const int e = int(t.engine);
   std::vector<std::string> s;
   try {

@@ -45,15 +45,13 @@ class BasicView {
   result_t<call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
     if constexpr (Single) {
       // The hot round trip: a result read once, right here, needs no AsyncResult (its once-only value
-      // protocol, its combine function, its reference to the client): the same task, waited on and
-      // decoded directly, as the one-engine combiner would.
+      // protocol, its reference to the client): the task is waited on and combined directly.
       using R = call_result_t<F, Args...>;
       const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
       ClientCore& core = *t_.core();
       const Task t = core.submit(std::uint32_t(t_.ids().at(0)), RecordKind::apply, 0, record);
       core.wait(*t);
-      if (auto e = task_error(*t)) std::rethrow_exception(e);
-      return task_value<R>(*t, "result");
+      return single<R>("result")(std::span<const Task>(&t, 1));
     } else {
       return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
     }

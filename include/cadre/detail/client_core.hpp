@@ -1,6 +1,6 @@
 // cadre/detail/client_core.hpp — the client's bookkeeping: tasks in flight, dispatch of completions, waiting, dead engines.
 //
-// Thread-safe: any thread may submit and wait. Sending to one engine serialises on a per-engine mutex
+// Thread-safe: any thread may submit and wait. Sending to one engine serialises on a per-engine lock
 // (each ring has one producer); draining completions serialises on poll_mu_ (one consumer).
 // Load-balanced tasks go to shared queues that free engines take from; the client only watches them:
 // it re-sends (retries) or fails the task a dead engine held, times out tasks not started in time,
@@ -9,6 +9,7 @@
 
 #include <cadre/detail/crash_report.hpp>
 #include <cadre/detail/pending_tasks.hpp>
+#include <cadre/detail/spin_lock.hpp>
 #include <cadre/detail/sys.hpp>
 #include <cadre/detail/task_clock.hpp>
 #include <cadre/detail/transport.hpp>
@@ -462,10 +463,10 @@ class ClientCore {
   }
 
   std::unique_ptr<Transport> t_;
-  std::vector<std::mutex> send_mu_;
+  std::vector<SpinLock> send_mu_;  // one per engine's command ring (one producer at a time)
   std::mutex lb_mu_[kLbQueues];
-  std::mutex poll_mu_;
-  std::mutex tasks_mu_;
+  SpinLock poll_mu_;   // held while draining, and while sleeping for completions: only ever try-locked
+  SpinLock tasks_mu_;  // guards pending_ and deferred_: short sections, no blocking inside
   PendingTasks pending_;
   std::vector<Task> deferred_;
   std::atomic<bool> has_deferred_{false};  // !deferred_.empty(), written under tasks_mu_, read without it

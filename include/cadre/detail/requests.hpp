@@ -47,11 +47,13 @@ void put_callable(Writer& w, bool same_program, Thunk fallback, const Transport&
     // The bytes depend only on (pointer, same_program, fallback): the last ones are kept per thread, and
     // a loop of applies of one function appends them at once. Writing them field by field was a sixth
     // of the client's instructions per load-balanced apply_async (callgrind of bench/lb_bench.cpp).
+    // They are kept padded to 16 bytes, as they are written at the start of a record.
     struct Last {
       const void* p = nullptr;
       bool same_program = false;
       Thunk fallback = nullptr;
       std::vector<std::byte> bytes;
+      std::size_t unpadded = 0;
     };
     thread_local Last last;
     const void* p = reinterpret_cast<const void*>(f);
@@ -63,9 +65,15 @@ void put_callable(Writer& w, bool same_program, Thunk fallback, const Transport&
       cw.put(std::uint8_t(1));
       put_code_ref(cw, function_code_ref(p));
       cw.put(std::uint32_t(0));
-      last = {p, same_program, fallback, std::move(bytes)};
+      const std::size_t unpadded = bytes.size();
+      cw.align(16);
+      last = {p, same_program, fallback, std::move(bytes), unpadded};
     }
-    w.bytes(last.bytes.data(), last.bytes.size());
+    if (w.size() % 16 == 0) {
+      w.bytes(last.bytes.data(), last.bytes.size());
+      return;
+    }
+    w.bytes(last.bytes.data(), last.unpadded);
   } else {
     static_assert(std::is_trivially_copyable_v<Fn>,
                   "cadre: a lambda sent to engines may only capture trivially copyable values (numbers, "
