@@ -374,6 +374,28 @@ TEST(direct_view, several_threads_can_share_one_client) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+TEST(direct_view, client_wait_in_one_thread_while_another_calls_apply_sync) {
+  // EngineView::apply_sync keeps its task on the caller's stack (ClientCore::run): Client::wait() in
+  // another thread must not hold on to it after the call returns (ASan would see the stale frame).
+  std::atomic<bool> done{false};
+  std::atomic<int> wrong{0};
+  std::thread caller([&] {
+    for (int i = 0; i < 3000; ++i)
+      if (rc()[0].apply_sync(twice, i) != 2 * i) ++wrong;
+    done = true;
+  });
+  int waits = 0;
+  while (!done) {
+    auto ar = rc()[1].apply_async(twice, waits);
+    rc().wait();
+    EXPECT_TRUE(ar.ready());
+    ++waits;
+  }
+  caller.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(waits, 0);
+}
+
 // ---- AsyncResult -----------------------------------------------------------------------------------
 
 TEST(async_result, ready_wait_successful_and_get_may_be_called_several_times) {

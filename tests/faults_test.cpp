@@ -326,6 +326,20 @@ TEST(crash, std_abort_fails_with_engine_error_carrying_sigabrt) {
   c.expect_the_other_engine_serves();
 }
 
+TEST(crash, apply_sync_on_an_engine_that_dies_throws_engine_error_rather_than_hanging) {
+  // apply_sync's task lives on the caller's stack (ClientCore::run): the health check fails it all the same.
+  CrashCluster c;
+  try {
+    c.client[0].apply_sync(call_abort, 1);
+    ADD_FAILURE() << "apply_sync returned a result from an engine that aborted";
+  } catch (const cadre::engine_error& e) {
+    EXPECT_EQ(e.engine_id(), 0);
+    EXPECT_EQ(e.pid(), c.pid0);
+    EXPECT_EQ(e.signal(), SIGABRT) << e.what();
+  }
+  c.expect_the_other_engine_serves();
+}
+
 TEST(crash, a_null_dereference_fails_with_sigsegv_and_the_stack_names_the_crashing_function) {
   CrashCluster c;
   const auto r = settle(c.client[0].apply_async(crash_by_null_write, 1));

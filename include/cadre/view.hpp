@@ -45,11 +45,18 @@ class BasicView {
   result_t<call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
     if constexpr (Single) {
       // The hot round trip: a result read once, right here, needs no AsyncResult (its once-only value
-      // protocol, its reference to the client): the task is waited on and combined directly.
+      // protocol, its reference to the client) and, when this thread may drain completions itself, no
+      // task on the heap either (ClientCore::run): the task is waited on and combined directly.
       using R = call_result_t<F, Args...>;
       const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
       ClientCore& core = *t_.core();
-      const Task t = core.submit(std::uint32_t(t_.ids().at(0)), RecordKind::apply, 0, record);
+      const auto e = std::uint32_t(t_.ids().at(0));
+      TaskState st;
+      if (core.run(st, e, RecordKind::apply, record)) {
+        const Task t(Task(), &st);  // owns nothing: st outlives it
+        return single<R>("result")(std::span<const Task>(&t, 1));
+      }
+      const Task t = core.submit(e, RecordKind::apply, 0, record);
       core.wait(*t);
       return single<R>("result")(std::span<const Task>(&t, 1));
     } else {

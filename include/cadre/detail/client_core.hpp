@@ -49,7 +49,9 @@ class ClientCore {
   /// The same for a task made elsewhere and set up with init_task(*t, e). The table of tasks in flight
   /// takes `task` (pass it by move), so the caller must hold another reference until this returns:
   /// a failed task leaves the table, and another thread may fail it meanwhile.
-  void submit(Task task, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr) {
+  /// `holding_poll`: the caller holds poll_mu_ (run()), so a full ring is waited out by draining here.
+  void submit(Task task, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head, const OutBlock* body = nullptr,
+              bool holding_poll = false) {
     TaskState* const t = task.get();
     const EngineHealth h = t_->health(e, false);
     t->generation = h.generation;
@@ -70,7 +72,8 @@ class ClientCore {
       }
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
-      progress(200'000);
+      if (holding_poll) progress_locked(200'000);
+      else progress(200'000);
       const EngineHealth now = t_->health(e);
       if (!now.alive || now.generation != t->generation) {
         if (body) t_->discard(*body);
@@ -83,6 +86,32 @@ class ClientCore {
       }
       lock.lock();
     }
+  }
+
+  /// Sends one record to engine e and waits for its completion, for a caller that reads the result at
+  /// once (EngineView::apply_sync). The task lives in the caller's `st`: no allocation, no reference
+  /// counts (the table of tasks holds a handle that owns nothing). That is safe only because this thread
+  /// drains completions until the task is done, so no other thread can be holding the handle (check_health
+  /// and drain run under poll_mu_; wait_all takes no handles). False, with nothing sent, when another
+  /// thread is draining: use submit() and wait() then.
+  bool run(TaskState& st, std::uint32_t e, RecordKind kind, std::span<const std::byte> record) {
+    std::unique_lock poll(poll_mu_, std::try_to_lock);
+    if (!poll) return false;
+    init_task(st, e);
+    struct Untrack {  // an exception leaves no handle to a dead stack frame in the table
+      ClientCore& core;
+      const TaskState& t;
+      ~Untrack() {
+        if (t.is_done()) return;
+        std::lock_guard lock(core.tasks_mu_);
+        core.pending_.erase(t.id);
+      }
+    } untrack{*this, st};
+    submit(Task(Task(), &st), e, kind, 0, record, nullptr, true);
+    while (!st.is_done()) progress_locked(kHealthPeriodNs, &st);
+    poll.unlock();
+    send_deferred();
+    return true;
   }
 
   /// Queues a load-balanced task on queue q: the first free engine allowed there runs it. It is sent
@@ -170,13 +199,7 @@ class ClientCore {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
         return;
       }
-      if (!drain() && !(until && until->is_done())) {
-        if (coarse_now_ns() >= next_health_ns_) check_health();
-        if (!(until && until->is_done())) {
-          t_->wait(slice_ns);
-          drain();
-        }
-      }
+      progress_locked(slice_ns, until);
     }
     send_deferred();
   }
@@ -189,19 +212,27 @@ class ClientCore {
 
   /// Waits for every task of this client.
   void wait_all() {
+    // Without taking a handle from the table: the task of a run() in another thread lives on its stack.
     for (;;) {
-      Task any;
       {
         std::lock_guard lock(tasks_mu_);
-        any = pending_.any();
-        if (!any) return;
+        if (pending_.size() == 0) return;
       }
-      wait(*any);
+      progress(kHealthPeriodNs);
     }
   }
 
  private:
   static constexpr std::uint64_t kHealthPeriodNs = 10'000'000;  // 10 ms: a dead engine fails its futures fast
+
+  /// progress() for a thread that holds poll_mu_.
+  void progress_locked(std::uint64_t slice_ns, const TaskState* until = nullptr) {
+    if (drain() || (until && until->is_done())) return;
+    if (coarse_now_ns() >= next_health_ns_) check_health();
+    if (until && until->is_done()) return;
+    t_->wait(slice_ns);
+    drain();
+  }
 
   /// try_send that forgets the task when sending throws (e.g. no room to spill a large record).
   Transport::SendResult try_send(TaskState& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,

@@ -58,19 +58,6 @@ class PendingTasks {
       if (t) f(t);
   }
 
-  /// Some task in the table (null when empty). Successive calls while tasks finish scan on from where
-  /// the last one stopped, so waiting for all of them, one at a time, is linear in the table's size.
-  Task any() {
-    for (std::size_t k = 0; k < slots_.size(); ++k) {
-      const std::size_t i = (cursor_ + k) & mask_;
-      if (slots_[i]) {
-        cursor_ = i;
-        return slots_[i];
-      }
-    }
-    return nullptr;
-  }
-
  private:
   static constexpr std::size_t kMinSlots = 64;  // a power of two, like every size of the table
   static constexpr std::size_t kNone = ~std::size_t(0);
@@ -115,7 +102,7 @@ class PendingTasks {
     }
     slots_[i].reset();
     --size_;
-    // Shrink after a burst, so that scans (health checks every 10 ms, any()) stay proportional to the
+    // Shrink after a burst, so that scans (health checks every 10 ms) stay proportional to the
     // tasks in flight. Best effort: a removal never fails, or the task removed would be lost to its waiters.
     if (slots_.size() > kMinSlots && size_ * 8 < slots_.size()) {
       try {
@@ -128,13 +115,12 @@ class PendingTasks {
   void rehash(std::size_t n) {
     std::vector<Task> old = std::exchange(slots_, std::vector<Task>(n));  // the one step that may throw
     mask_ = n - 1;
-    cursor_ = 0;
     for (Task& t : old)
       if (t) place(std::move(t));
   }
 
   std::vector<Task> slots_;
-  std::size_t mask_ = 0, size_ = 0, cursor_ = 0;
+  std::size_t mask_ = 0, size_ = 0;
 };
 
 }  // namespace cadre::detail

@@ -78,7 +78,15 @@ class RingConsumer {
   }
 
   /// Pairs with the producer's release-store of seq in RingProducer::publish().
-  bool has_data() noexcept { return slot().seq.load(std::memory_order_acquire) == tail_ + 1; }
+  bool has_data() noexcept {
+    const RingSlot& s = slot();
+    // The payload's first lines are fetched with the header line that announces them, rather than
+    // after it: a poller that finds the record there also finds its bytes in cache, instead of waiting
+    // for a second transfer. (While the ring is empty these lines stay in cache and cost nothing.)
+    __builtin_prefetch(s.data);
+    __builtin_prefetch(s.data + kCacheLine);
+    return s.seq.load(std::memory_order_acquire) == tail_ + 1;
+  }
 
  private:
   const RingSlot& slot() const noexcept { return r_->slots[tail_ & (kRingSlots - 1)]; }

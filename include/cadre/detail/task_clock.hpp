@@ -23,6 +23,8 @@
 
 namespace cadre::detail {
 
+__extension__ using u128 = unsigned __int128;  // products of 64-bit tick counts and Q32 rates (GCC/Clang extension)
+
 /// Whether the kernel's clocksource is the time-stamp counter (read once per process).
 inline bool tsc_is_the_clocksource() noexcept {
 #if defined(__x86_64__)
@@ -47,7 +49,7 @@ class TscClock {
   std::uint64_t now() noexcept {
     const std::uint64_t d = __rdtsc() - anchor_tsc_;
     if (d >= window_ticks_) return reanchor();
-    const auto ns = anchor_ns_ + std::uint64_t((static_cast<unsigned __int128>(d) * ns_per_tick_q32_) >> 32);
+    const auto ns = anchor_ns_ + std::uint64_t((static_cast<u128>(d) * ns_per_tick_q32_) >> 32);
     return last_ = std::max(ns, last_);  // never backwards across an anchor
   }
 
@@ -79,7 +81,7 @@ class TscClock {
     if (!base_ns_ || t <= base_tsc_) {
       rebase(t, ns);
     } else if (ns - base_ns_ >= kCalibrateNs) {
-      const auto rate = std::uint64_t((static_cast<unsigned __int128>(ns - base_ns_) << 32) / (t - base_tsc_));
+      const auto rate = std::uint64_t((static_cast<u128>(ns - base_ns_) << 32) / (t - base_tsc_));
       const std::uint64_t diff = rate > ns_per_tick_q32_ ? rate - ns_per_tick_q32_ : ns_per_tick_q32_ - rate;
       if (ns_per_tick_q32_ && diff > ns_per_tick_q32_ / 1024) {
         // The counter and the clock disagree by more than 0.1 % (a suspended VM, a changed counter):
@@ -88,7 +90,7 @@ class TscClock {
         rebase(t, ns);
       } else if (rate) {
         ns_per_tick_q32_ = rate;
-        window_ticks_ = std::uint64_t((static_cast<unsigned __int128>(kWindowNs) << 32) / rate);
+        window_ticks_ = std::uint64_t((static_cast<u128>(kWindowNs) << 32) / rate);
         if (ns - base_ns_ >= kRebaseNs) rebase(t, ns);
       }
     }
