@@ -24,10 +24,8 @@ namespace cadre {
 
 namespace detail {
 
-/// The error a finished task carries, or nullptr when it succeeded.
-inline std::exception_ptr task_error(const TaskState& t) {
-  if (t.status == Status::ok && !t.failure) [[likely]]
-    return nullptr;
+/// The error of a finished task that failed: out of line (see task_error), as it builds the exception.
+[[gnu::noinline, gnu::cold]] inline std::exception_ptr failed_task_error(const TaskState& t) {
   if (t.failure) return t.failure;
   const int e = int(t.engine);
   std::vector<std::string> s;
@@ -52,6 +50,13 @@ inline std::exception_ptr task_error(const TaskState& t) {
     case Status::timeout: return std::make_exception_ptr(timeout_error(at(0)));
     default: return std::make_exception_ptr(error("engine " + std::to_string(e) + " sent unknown status " + std::to_string(unsigned(t.status))));
   }
+}
+
+/// The error a finished task carries, or nullptr when it succeeded (inline: every result checks it).
+inline std::exception_ptr task_error(const TaskState& t) {
+  if (t.status == Status::ok && !t.failure) [[likely]]
+    return nullptr;
+  return failed_task_error(t);
 }
 
 /// The typed value a finished task carries (its payload, with the type head when it came split).

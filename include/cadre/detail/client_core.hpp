@@ -299,8 +299,12 @@ class ClientCore {
 
   /// Sends deferred tasks whose dependencies all succeeded; fails those with a failed dependency.
   void send_deferred() {
-    // Every wait passes here: without deferred tasks (the common case) it costs no lock.
-    if (!has_deferred_.load(std::memory_order_relaxed)) return;
+    // Every wait passes here: without deferred tasks (the common case) it costs one load, inline.
+    if (has_deferred_.load(std::memory_order_relaxed)) [[unlikely]]
+      send_ready_deferred();
+  }
+
+  [[gnu::noinline]] void send_ready_deferred() {
     std::vector<Task> ready, broken;
     {
       std::lock_guard lock(tasks_mu_);
