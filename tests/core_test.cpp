@@ -375,8 +375,9 @@ TEST(direct_view, several_threads_can_share_one_client) {
 }
 
 TEST(direct_view, client_wait_in_one_thread_while_another_calls_apply_sync) {
-  // EngineView::apply_sync keeps its task on the caller's stack (ClientCore::run): Client::wait() in
-  // another thread must not hold on to it after the call returns (ASan would see the stale frame).
+  // EngineView::apply_sync keeps its task on the caller's stack (ClientCore::run) and drains every
+  // completion while it waits: Client::wait() in another thread, which takes no handle to that task,
+  // must still return only once the tasks it waits for are done.
   std::atomic<bool> done{false};
   std::atomic<int> wrong{0};
   std::thread caller([&] {

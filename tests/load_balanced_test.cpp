@@ -203,6 +203,27 @@ int times_marked(const cadre::Client& rc, int tag) {
 }
 
 /// A fresh tag for mark(), unique within this process.
+/// A file in /tmp named after (client pid, tag): how a task on one engine signals one waiting on another.
+std::string signal_path(int client, int tag) { return "/tmp/cadre-lb-signal-" + std::to_string(client) + "-" + std::to_string(tag); }
+
+int create_signal(int client, int tag) {
+  std::FILE* f = std::fopen(signal_path(client, tag).c_str(), "w");
+  if (f) std::fclose(f);
+  return f ? 1 : 0;
+}
+
+/// 1 when the signal file appeared within 10 s.
+int wait_for_signal(int client, int tag) {
+  for (int i = 0; i < 10'000; ++i) {
+    if (std::FILE* f = std::fopen(signal_path(client, tag).c_str(), "r")) {
+      std::fclose(f);
+      return 1;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return 0;
+}
+
 int fresh_tag() {
   static std::atomic<int> t{1000};
   return t++;
@@ -545,6 +566,20 @@ TEST(load_balanced_view, a_task_after_two_others_starts_after_both_completed) {
   auto after_map = lview.after(m).apply_async(where);
   ASSERT_TRUE(after_map.wait_for(kHang));
   for (std::size_t i = 0; i < m.size(); ++i) EXPECT_GE(after_map.metadata().started, m.metadata(i).completed) << i;
+}
+
+TEST(load_balanced_view, a_dependent_task_is_sent_while_an_apply_sync_of_the_same_thread_waits) {
+  // EngineView::apply_sync drains completions itself for as long as it waits (ClientCore::run): it
+  // must also send the load-balanced tasks whose dependencies finish meanwhile. Here the apply_sync
+  // waits for what the dependent task does.
+  Fixture f(3);
+  auto lview = f.rc.load_balanced_view({1, 2});
+  const int me = int(::getpid()), tag = fresh_tag();
+  auto first = lview.apply_async(sleep_ms, 20);
+  auto dep = lview.after(first).apply_async(create_signal, me, tag);
+  EXPECT_EQ(f.rc[0].apply_sync(wait_for_signal, me, tag), 1) << "the dependent task was not sent while apply_sync waited";
+  EXPECT_EQ(dep.get(kHang), 1);
+  std::remove(signal_path(me, tag).c_str());
 }
 
 TEST(load_balanced_view, a_failed_dependency_fails_the_dependent_with_dependency_error_and_it_never_runs) {

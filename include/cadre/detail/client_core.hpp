@@ -108,7 +108,10 @@ class ClientCore {
       }
     } untrack{*this, st};
     submit(Task(Task(), &st), e, kind, 0, record, nullptr, true);
-    while (!st.is_done()) progress_locked(kHealthPeriodNs, &st);
+    while (!st.is_done()) {
+      progress_locked(kHealthPeriodNs, &st);
+      send_deferred(true);  // other threads' progress() cannot drain meanwhile: release what is ready here
+    }
     poll.unlock();
     send_deferred();
     return true;
@@ -214,11 +217,19 @@ class ClientCore {
   void wait_all() {
     // Without taking a handle from the table: the task of a run() in another thread lives on its stack.
     for (;;) {
+      bool empty;
       {
         std::lock_guard lock(tasks_mu_);
-        if (pending_.size() == 0) return;
+        empty = pending_.size() == 0;
       }
-      progress(kHealthPeriodNs);
+      if (!empty) {
+        progress(kHealthPeriodNs);
+        continue;
+      }
+      // drain() takes a task out of the table before it marks it done, both under poll_mu_: once we
+      // hold poll_mu_, every task taken out has been marked.
+      if (std::unique_lock poll(poll_mu_, std::try_to_lock); poll) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
 
@@ -257,7 +268,7 @@ class ClientCore {
     pending_.insert(std::move(t));
   }
 
-  /// `holding_poll`: the caller holds poll_mu_ (a retry from check_health), so a full queue is waited
+  /// `holding_poll`: the caller holds poll_mu_ (a retry from check_health, or run()), so a full queue is waited
   /// out by draining here rather than through progress(), which would lock poll_mu_ again.
   void send_balanced(TaskState& t, std::span<const std::byte> record, bool holding_poll = false) {
     std::unique_lock lock(lb_mu_[t.queue]);
@@ -298,13 +309,14 @@ class ClientCore {
   }
 
   /// Sends deferred tasks whose dependencies all succeeded; fails those with a failed dependency.
-  void send_deferred() {
+  /// `holding_poll`: the caller holds poll_mu_ (run()), so a full queue is waited out by draining.
+  void send_deferred(bool holding_poll = false) {
     // Every wait passes here: without deferred tasks (the common case) it costs one load, inline.
     if (has_deferred_.load(std::memory_order_relaxed)) [[unlikely]]
-      send_ready_deferred();
+      send_ready_deferred(holding_poll);
   }
 
-  [[gnu::noinline]] void send_ready_deferred() {
+  [[gnu::noinline]] void send_ready_deferred(bool holding_poll) {
     std::vector<Task> ready, broken;
     {
       std::lock_guard lock(tasks_mu_);
@@ -333,7 +345,7 @@ class ClientCore {
     }
     for (auto& t : ready) {
       t->extras->after.clear();
-      send_balanced(*t, t->extras->record);
+      send_balanced(*t, t->extras->record, holding_poll);
     }
   }
 
