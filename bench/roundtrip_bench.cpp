@@ -8,13 +8,16 @@
 //   BM_cluster_start/cadre/engines:4                           Cluster({.engines = 4}) + first apply_sync
 //   BM_idle_cpu/cadre/engines:4                                10 s idle; counters: % of one core
 // Every round trip is timed per iteration; counters median_ns / p99_ns are what tools/bench-compare
-// reads (the mean is skewed by descheduled iterations on a shared machine).
+// reads (the mean is skewed by descheduled iterations on a shared machine). The cadre hot round trips
+// also report spin_anchor_ns, the spin ping-pong measured right after each repetition (see below).
 //   build-bench/bench/roundtrip_bench --benchmark_format=json
 #include "anchors/pingpong.hpp"
 #include "bench_util.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -27,6 +30,23 @@ void noop() {}
 constexpr auto kAsleepGap = std::chrono::milliseconds(150);
 
 // ---- hot round trips ---------------------------------------------------------------------------
+
+/// Median round trip of the spin ping-pong anchor (CPUs 0 and 1), measured now. The host moves this
+/// VM's two CPUs between placements whose cache-line transfers differ 3-4x (the anchor read 80-450 ns
+/// across the repetitions of one run), for seconds at a time; so each repetition of a cadre round trip
+/// measures its own anchor right after it, and tools/bench-compare takes the median of the ratios.
+double adjacent_spin_ns() {
+  if (anchor::online_cpus() < 2) return 0;
+  anchor::PingPong pp(anchor::WaitMode::spin, 0, 1);
+  std::vector<double> ns(20'000);
+  for (double& x : ns) {
+    const std::uint64_t t0 = now_ns();
+    pp.round_trip();
+    x = double(now_ns() - t0);
+  }
+  std::nth_element(ns.begin(), ns.begin() + std::ptrdiff_t(ns.size() / 2), ns.end());
+  return ns[ns.size() / 2];
+}
 
 void BM_roundtrip_hot_cadre(benchmark::State& state, int engines, bool pinned) {
   // pinned: a diagnostic, not what a user gets. The client thread on CPU 0 and engine 0 on CPU 1, like
@@ -47,17 +67,18 @@ void BM_roundtrip_hot_cadre(benchmark::State& state, int engines, bool pinned) {
   }
   cadre::EngineView e0 = live.client()[0];
   for (int i = 0; i < 1000; ++i) e0.apply_sync(noop);  // warm: code references cached on both sides
-  Samples s(state);
-  for (auto _ : state) {
-    const std::uint64_t t0 = now_ns();
-    e0.apply_sync(noop);
-    s.add(now_ns() - t0);
+  {
+    Samples s(state);
+    for (auto _ : state) {
+      const std::uint64_t t0 = now_ns();
+      e0.apply_sync(noop);
+      s.add(now_ns() - t0);
+    }
   }
   state.SetItemsProcessed(state.iterations());
-  if (pinned) {
-    guard.reset();
-    LiveCluster::drop();  // later benchmarks get unpinned engines
-  }
+  guard.reset();  // the anchor pins (and restores) this thread itself
+  if (const double spin = adjacent_spin_ns(); spin > 0) state.counters["spin_anchor_ns"] = spin;
+  if (pinned) LiveCluster::drop();  // later benchmarks get unpinned engines
 }
 
 void BM_roundtrip_pingpong(benchmark::State& state, anchor::WaitMode mode, int parent_cpu, int child_cpu) {
