@@ -202,7 +202,6 @@ int times_marked(const cadre::Client& rc, int tag) {
   return n;
 }
 
-/// A fresh tag for mark(), unique within this process.
 /// A file in /tmp named after (client pid, tag): how a task on one engine signals one waiting on another.
 std::string signal_path(int client, int tag) { return "/tmp/cadre-lb-signal-" + std::to_string(client) + "-" + std::to_string(tag); }
 
@@ -224,6 +223,7 @@ int wait_for_signal(int client, int tag) {
   return 0;
 }
 
+/// A fresh tag for mark(), unique within this process.
 int fresh_tag() {
   static std::atomic<int> t{1000};
   return t++;

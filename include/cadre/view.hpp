@@ -52,12 +52,13 @@ class BasicView {
       ClientCore& core = *t_.core();
       const auto e = std::uint32_t(t_.ids().at(0));
       TaskState st;
+      Task t;
       if (core.run(st, e, RecordKind::apply, record)) {
-        const Task t(Task(), &st);  // owns nothing: st outlives it
-        return single<R>("result")(std::span<const Task>(&t, 1));
+        t = Task(Task(), &st);  // owns nothing: st outlives it
+      } else {
+        t = core.submit(e, RecordKind::apply, 0, record);
+        core.wait(*t);
       }
-      const Task t = core.submit(e, RecordKind::apply, 0, record);
-      core.wait(*t);
       return single<R>("result")(std::span<const Task>(&t, 1));
     } else {
       return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
