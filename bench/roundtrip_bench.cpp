@@ -4,6 +4,7 @@
 //   BM_roundtrip_hot/{cadre/engines:1, cadre/engines:4, cadre_pinned/engines:1 (diagnostic),
 //                     spin_pingpong, futex_pingpong, futex_pingpong_1core}
 //   BM_roundtrip_asleep/{cadre/engines:1, futex_pingpong}      150 ms idle before each timed call
+//   BM_roundtrip_burst/cadre/engines:1                         hot calls right after 50 calls 200 µs apart
 //   BM_roundtrip_all/cadre/engines:4                           all.apply_sync(noop), 4 engines
 //   BM_cluster_start/cadre/engines:4                           Cluster({.engines = 4}) + first apply_sync
 //   BM_idle_cpu/cadre/engines:4                                10 s idle; counters: % of one core
@@ -15,6 +16,7 @@
 #include "bench_util.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -106,6 +108,26 @@ void BM_roundtrip_asleep_cadre(benchmark::State& state, int engines) {
   Samples s(state);
   for (auto _ : state) {
     std::this_thread::sleep_for(kAsleepGap);  // not timed: the engine spins ~50 µs, then sleeps on its futex
+    const std::uint64_t t0 = now_ns();
+    e0.apply_sync(noop);
+    s.add(now_ns() - t0);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+/// A burst of round trips right after a quiet spell: 50 calls 200 µs apart (each side's spin runs out
+/// waiting for the other, so both shrink their spin budgets and the engine falls asleep between calls),
+/// then hot calls as fast as they come. Guards against both sides settling into waking each other for
+/// every call (~45 µs each), which a burst after such a spell used to do for good (waiter.hpp).
+void BM_roundtrip_burst_cadre(benchmark::State& state) {
+  auto& live = LiveCluster::get(1);
+  cadre::EngineView e0 = live.client()[0];
+  for (int i = 0; i < 50; ++i) {
+    e0.apply_sync(noop);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  Samples s(state);
+  for (auto _ : state) {
     const std::uint64_t t0 = now_ns();
     e0.apply_sync(noop);
     s.add(now_ns() - t0);
@@ -231,6 +253,8 @@ const bool registered = [] {
       ->UseManualTime()->MinTime(kMin)->Unit(benchmark::kNanosecond);
   RegisterBenchmark("BM_roundtrip_asleep/cadre/engines:1", BM_roundtrip_asleep_cadre, 1)
       ->UseManualTime()->Iterations(25)->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("BM_roundtrip_burst/cadre/engines:1", BM_roundtrip_burst_cadre)
+      ->UseManualTime()->Iterations(20'000)->Unit(benchmark::kNanosecond);
   RegisterBenchmark("BM_roundtrip_asleep/futex_pingpong", BM_roundtrip_asleep_futex)
       ->UseManualTime()->Iterations(25)->Unit(benchmark::kMicrosecond);
   RegisterBenchmark("BM_roundtrip_all/cadre/engines:4", BM_roundtrip_all_cadre, 4)

@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <utility>
 
 namespace cadre::detail {
 
@@ -152,7 +153,8 @@ class Engine {
       if (worked) continue;
       if (claim_balanced()) continue;
       if (stopping()) return stop();
-      const bool ready = wait_for(bell, token_, [&] { return any_command() || balanced_ready() || stopping(); }, 1'000'000'000u);
+      const bool ready = wait_for(bell, token_, [&] { return any_command() || balanced_ready() || stopping(); }, 1'000'000'000u,
+                                  std::exchange(woke_client_, false));
       if (ready) continue;  // the heartbeat is each task's finishing time, or an idle second's end
       me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
       if (::getppid() != launcher_) return stop();  // the launcher died: nobody would reap or stop us
@@ -637,7 +639,7 @@ class Engine {
     s->client_gen = h.client_gen;
     if (!block && len) std::memcpy(s->data, result_.data(), len);
     completions_[c].publish();
-    doorbell_of(seg_.client(c)).ring();
+    woke_client_ |= doorbell_of(seg_.client(c)).ring();
     result_len_override_ = 0;
   }
 
@@ -657,6 +659,7 @@ class Engine {
   std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;
   pid_t launcher_ = 0;
+  bool woke_client_ = false;  // a completion woke a sleeping client: spin the whole budget for its next command
 };
 
 }  // namespace cadre::detail

@@ -174,7 +174,7 @@ class ShmTransport final : public Transport {
                  if (c.has_data()) return true;
                return false;
              },
-             timeout_ns, !woke_engine_.exchange(false, std::memory_order_relaxed));
+             timeout_ns, woke_engine_.exchange(false, std::memory_order_relaxed));
   }
 
   EngineHealth health(std::uint32_t e, bool probe = true) override {
@@ -391,7 +391,7 @@ class ShmTransport final : public Transport {
   std::vector<int> pidfds_;
   std::vector<int> pidfd_pids_;
   RunnableToken token_;
-  std::atomic<bool> woke_engine_{false};  // a send woke a sleeping engine: wait() sleeps without spinning
+  std::atomic<bool> woke_engine_{false};  // a send woke a sleeping engine: wait() spins its whole budget
   std::vector<std::byte> error_;
   std::uint64_t lb_head_[kLbQueues] = {};
   std::uint32_t next_wake_ = 0;
