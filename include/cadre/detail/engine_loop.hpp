@@ -624,10 +624,12 @@ class Engine {
       else ::usleep(50);
     }
     if (status != Status::ok) head_.clear();
+    // The payload before the header line, which the client polls (as in ShmTransport::try_send).
+    if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
+    if (!block && len) std::memcpy(s->data, result_.data(), len);
     s->task_id = h.task_id;
     s->kind = std::uint16_t(RecordKind::completion);
     s->flags = std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0));
-    if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
     s->status = std::uint32_t(status);
     s->len = std::uint32_t(len);
     s->aux = at;
@@ -637,7 +639,6 @@ class Engine {
     me_.heartbeat_ns.store(s->finished_ns, std::memory_order_relaxed);
     s->engine_gen = generation_;
     s->client_gen = h.client_gen;
-    if (!block && len) std::memcpy(s->data, result_.data(), len);
     completions_[c].publish();
     woke_client_ |= doorbell_of(seg_.client(c)).ring();
     result_len_override_ = 0;

@@ -90,21 +90,22 @@ class ShmTransport final : public Transport {
     } else {
       generation = seg_->engine(e).generation.load(std::memory_order_acquire);
     }
+    // The payload first, then the header line in one go: the engine polls that line, and a header
+    // written before the payload would have to be taken back from it for the final seq store.
+    if (!head.empty()) std::memcpy(s->data, head.data(), std::min(head.size(), kInlineBytes));
     s->task_id = task;
     s->kind = std::uint16_t(kind);
     s->status = 0;
-    s->aux = aux;
     s->engine_gen = generation;
     s->client_gen = generation_;
     if (body) {
       s->block = body->handle;
       s->len = std::uint32_t(body->bytes.size());
-      if (!head.empty()) std::memcpy(s->data, head.data(), std::min(head.size(), kInlineBytes));
       s->aux = body == &spill ? aux : std::uint32_t(head.size());
     } else {
       s->block = 0;
       s->len = std::uint32_t(head.size());
-      if (!head.empty()) std::memcpy(s->data, head.data(), head.size());
+      s->aux = aux;
     }
     producers_[e].publish();
     if (doorbell_of(seg_->engine(e)).ring()) woke_engine_.store(true, std::memory_order_relaxed);
