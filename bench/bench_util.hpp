@@ -91,6 +91,17 @@ class Samples {
   std::vector<double> ns_;
 };
 
+/// The timed loop of a latency benchmark: op() once per iteration, each call timed on its own (Samples).
+template <class Op>
+void time_each(benchmark::State& state, Op&& op) {
+  Samples s(state);
+  for (auto _ : state) {
+    const std::uint64_t t0 = now_ns();
+    op();
+    s.add(now_ns() - t0);
+  }
+}
+
 /// utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat; -1 if unreadable.
 inline double cpu_seconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");

@@ -26,6 +26,7 @@ namespace {
 using cadre_bench::LiveCluster;
 using cadre_bench::now_ns;
 using cadre_bench::Samples;
+using cadre_bench::time_each;
 
 void noop() {}
 
@@ -69,14 +70,7 @@ void BM_roundtrip_hot_cadre(benchmark::State& state, int engines, bool pinned) {
   }
   cadre::EngineView e0 = live.client()[0];
   for (int i = 0; i < 1000; ++i) e0.apply_sync(noop);  // warm: code references cached on both sides
-  {
-    Samples s(state);
-    for (auto _ : state) {
-      const std::uint64_t t0 = now_ns();
-      e0.apply_sync(noop);
-      s.add(now_ns() - t0);
-    }
-  }
+  time_each(state, [&] { e0.apply_sync(noop); });
   state.SetItemsProcessed(state.iterations());
   guard.reset();  // the anchor pins (and restores) this thread itself
   if (const double spin = adjacent_spin_ns(); spin > 0) state.counters["spin_anchor_ns"] = spin;
@@ -90,12 +84,7 @@ void BM_roundtrip_pingpong(benchmark::State& state, anchor::WaitMode mode, int p
   }
   LiveCluster::drop();  // no idle engines waking up on our cores
   anchor::PingPong pp(mode, parent_cpu, child_cpu);
-  Samples s(state);
-  for (auto _ : state) {
-    const std::uint64_t t0 = now_ns();
-    pp.round_trip();
-    s.add(now_ns() - t0);
-  }
+  time_each(state, [&] { pp.round_trip(); });
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -126,12 +115,7 @@ void BM_roundtrip_burst_cadre(benchmark::State& state) {
     e0.apply_sync(noop);
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  Samples s(state);
-  for (auto _ : state) {
-    const std::uint64_t t0 = now_ns();
-    e0.apply_sync(noop);
-    s.add(now_ns() - t0);
-  }
+  time_each(state, [&] { e0.apply_sync(noop); });
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -158,12 +142,7 @@ void BM_roundtrip_all_cadre(benchmark::State& state, int engines) {
   auto& live = LiveCluster::get(engines);
   cadre::DirectView all = live.client()[cadre::all];
   for (int i = 0; i < 200; ++i) all.apply_sync(noop);
-  Samples s(state);
-  for (auto _ : state) {
-    const std::uint64_t t0 = now_ns();
-    all.apply_sync(noop);
-    s.add(now_ns() - t0);
-  }
+  time_each(state, [&] { all.apply_sync(noop); });
   state.SetItemsProcessed(state.iterations() * engines);
 }
 
