@@ -105,7 +105,7 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
   if (token.may_spin() && budget > 0) {
     // The clock is first read after 64 spins: most answers come sooner, and a read costs as much
     // as a tenth of a hot round trip here.
-    std::uint64_t until = 0;
+    std::uint64_t start = 0;
     for (unsigned i = 1;; ++i) {
       cpu_relax();
       if (ready()) {
@@ -114,13 +114,13 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
       }
       if ((i & 63) == 0) {
         const std::uint64_t now = now_ns();
-        if (!until) until = now + budget;
-        if (now > until || !token.may_spin()) break;
+        if (!start) start = now;
+        if (now - start > budget || !token.may_spin()) break;
         // Past a few microseconds the answer is not a hot round trip: let a process that waits for this
         // CPU have it. The peer we woke is often queued right here (the scheduler places a wakee on its
         // waker's CPU), and would otherwise wait out the whole spin: an engine woken from sleep answered
         // in ~160 us instead of ~60 (scratch program, 60 calls 20 ms apart).
-        if (now + budget > until + kYieldAfterNs) sched_yield();
+        if (now - start > kYieldAfterNs) sched_yield();
       }
     }
     budget = std::max<std::uint64_t>(budget / 2, 2000);
