@@ -5,13 +5,15 @@
 //                     spin_pingpong, futex_pingpong, futex_pingpong_1core}
 //   BM_roundtrip_asleep/{cadre/engines:1, futex_pingpong}      150 ms idle before each timed call
 //   BM_roundtrip_burst/cadre/engines:1                         hot calls right after 50 calls 200 µs apart
-//   BM_roundtrip_all/cadre/engines:4                           all.apply_sync(noop), 4 engines
+//   BM_roundtrip_all/{cadre/engines:4,                         all.apply_sync(noop), 4 engines
+//                     fanout_yield/children:4, fanout_futex/children:4}   the same fan-out, raw (fanout.hpp)
 //   BM_cluster_start/cadre/engines:4                           Cluster({.engines = 4}) + first apply_sync
 //   BM_idle_cpu/cadre/engines:4                                10 s idle; counters: % of one core
 // Every round trip is timed per iteration; counters median_ns / p99_ns are what tools/bench-compare
 // reads (the mean is skewed by descheduled iterations on a shared machine). The cadre hot round trips
 // also report spin_anchor_ns, the spin ping-pong measured right after each repetition (see below).
 //   build-bench/bench/roundtrip_bench --benchmark_format=json
+#include "anchors/fanout.hpp"
 #include "anchors/pingpong.hpp"
 #include "bench_util.hpp"
 
@@ -96,7 +98,7 @@ void BM_roundtrip_asleep_cadre(benchmark::State& state, int engines) {
   e0.apply_sync(noop);
   Samples s(state);
   for (auto _ : state) {
-    std::this_thread::sleep_for(kAsleepGap);  // not timed: the engine spins ~50 µs, then sleeps on its futex
+    std::this_thread::sleep_for(kAsleepGap);  // not timed: the engine spins at most 500 µs, then sleeps on its futex
     const std::uint64_t t0 = now_ns();
     e0.apply_sync(noop);
     s.add(now_ns() - t0);
@@ -144,6 +146,13 @@ void BM_roundtrip_all_cadre(benchmark::State& state, int engines) {
   for (int i = 0; i < 200; ++i) all.apply_sync(noop);
   time_each(state, [&] { all.apply_sync(noop); });
   state.SetItemsProcessed(state.iterations() * engines);
+}
+
+void BM_roundtrip_all_fanout(benchmark::State& state, anchor::FanOut::Wait wait, int children) {
+  LiveCluster::drop();
+  anchor::FanOut f(wait, children);
+  time_each(state, [&] { f.round_trip(); });
+  state.SetItemsProcessed(state.iterations() * children);
 }
 
 // ---- start-up ------------------------------------------------------------------------------------
@@ -237,6 +246,10 @@ const bool registered = [] {
   RegisterBenchmark("BM_roundtrip_asleep/futex_pingpong", BM_roundtrip_asleep_futex)
       ->UseManualTime()->Iterations(25)->Unit(benchmark::kMicrosecond);
   RegisterBenchmark("BM_roundtrip_all/cadre/engines:4", BM_roundtrip_all_cadre, 4)
+      ->UseManualTime()->MinTime(kMin)->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("BM_roundtrip_all/fanout_yield/children:4", BM_roundtrip_all_fanout, anchor::FanOut::Wait::yield, 4)
+      ->UseManualTime()->MinTime(kMin)->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("BM_roundtrip_all/fanout_futex/children:4", BM_roundtrip_all_fanout, anchor::FanOut::Wait::futex, 4)
       ->UseManualTime()->MinTime(kMin)->Unit(benchmark::kMicrosecond);
   RegisterBenchmark("BM_cluster_start/cadre/engines:4", BM_cluster_start_cadre, 4)
       ->UseManualTime()->Iterations(7)->Unit(benchmark::kMillisecond);

@@ -1,11 +1,13 @@
-// cadre/detail/waiter.hpp — spin while a core is free for the peer, then sleep on a futex (an eventcount).
+// cadre/detail/waiter.hpp — spin while the answer may come soon, then sleep on a futex (an eventcount).
 //
-// Measured on a 2-core machine: two spinners on one cache line round-trip in ~80 ns, a futex wake
-// round trip costs ~15 µs, but two spinners sharing one core take ~8 ms. So a waiter spins only
-// while the processes that want a CPU (SegmentHeader::runnable) fit on the machine, budgets its spin
-// in time, and otherwise sleeps at once. No wake-up is lost: the waiter announces itself in
-// `sleepers` (a seq_cst RMW) before its last check, and the notifier reads `sleepers` after a
-// seq_cst fence that follows its publication.
+// Measured on 2-vCPU machines: two spinners on one cache line round-trip in 35-250 ns, a futex wake
+// round trip costs 12-36 µs (waking a process on an idle vCPU is the hypervisor's business, and took
+// 50-270 µs inside cadre's all-engine calls), and two spinners sharing one core without yielding take
+// ~8 ms. So a waiter spins for a bounded budget; while the cluster's processes that want a CPU
+// (SegmentHeader::runnable) outnumber the CPUs it gives its CPU away between polls (sched_yield), so
+// whoever it waits for can run there. No wake-up is lost: the waiter announces itself in `sleepers`
+// (a seq_cst RMW) before its last check, and the notifier reads `sleepers` after a seq_cst fence that
+// follows its publication.
 #pragma once
 
 #include <cadre/detail/layout.hpp>
@@ -20,10 +22,14 @@
 namespace cadre::detail {
 
 /// How long a waiter may spin before sleeping; CADRE_SPIN_US overrides (0 disables spinning).
+/// 500 µs, because a sleeper on an idle vCPU can take hundreds of microseconds to wake: with 50 µs,
+/// all.apply_sync on 4 engines and 2 vCPUs kept falling into a mode where every call paid such a
+/// wake-up (~200 µs per call instead of ~7, bench/RESULTS.md, session 9). A spin past a few
+/// microseconds yields its CPU between polls, so a long one costs the others little.
 inline std::uint64_t spin_budget_ns() noexcept {
   static const std::uint64_t ns = [] {
     const char* s = std::getenv("CADRE_SPIN_US");
-    return s ? std::strtoull(s, nullptr, 10) * 1000u : 50'000u;
+    return s ? std::strtoull(s, nullptr, 10) * 1000u : 500'000u;
   }();
   return ns;
 }
@@ -77,9 +83,10 @@ class RunnableToken {
       h_->runnable.fetch_sub(1, std::memory_order_relaxed);
     }
   }
-  bool may_spin() const noexcept {
-    return h_ && h_->runnable.load(std::memory_order_relaxed) <= h_->cpus && spin_budget_ns() > 0;
-  }
+  /// False for a token without a segment (such a waiter sleeps at once) or when spinning is off.
+  bool may_spin() const noexcept { return h_ && spin_budget_ns() > 0; }
+  /// More of the cluster's processes want a CPU than there are CPUs: a spinner must yield between polls.
+  bool crowded() const noexcept { return h_ && h_->runnable.load(std::memory_order_relaxed) > h_->cpus; }
 
  private:
   SegmentHeader* h_ = nullptr;
@@ -103,24 +110,30 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
   thread_local std::uint64_t budget = spin_budget_ns();
   if (peer_woken) budget = spin_budget_ns();
   if (token.may_spin() && budget > 0) {
-    // The clock is first read after 64 spins: most answers come sooner, and a read costs as much
-    // as a tenth of a hot round trip here.
+    // Crowded, each poll follows a sched_yield: it hands the CPU to a process queued here, if any, and
+    // takes ~0.1-1 µs, so the clock is read after every one. Sleeping at once instead (as before
+    // session 9) let a vCPU go idle on each all-engine call, and waking it again cost more than the call.
+    // Otherwise the clock is first read after 64 spins: most answers come sooner, and a read costs as
+    // much as a tenth of a hot round trip here.
+    bool crowded = token.crowded();
     std::uint64_t start = 0;
     for (unsigned i = 1;; ++i) {
-      cpu_relax();
+      if (crowded) sched_yield();
+      else cpu_relax();
       if (ready()) {
         budget = std::min(spin_budget_ns(), budget * 2 + 1000);
         return true;
       }
-      if ((i & 63) == 0) {
+      if (crowded || (i & 63) == 0) {
         const std::uint64_t now = now_ns();
         if (!start) start = now;
-        if (now - start > budget || !token.may_spin()) break;
+        if (now - start > budget) break;
+        crowded = token.crowded();
         // Past a few microseconds the answer is not a hot round trip: let a process that waits for this
         // CPU have it. The peer we woke is often queued right here (the scheduler places a wakee on its
         // waker's CPU), and would otherwise wait out the whole spin: an engine woken from sleep answered
         // in ~160 us instead of ~60 (scratch program, 60 calls 20 ms apart).
-        if (now - start > kYieldAfterNs) sched_yield();
+        if (!crowded && now - start > kYieldAfterNs) sched_yield();
       }
     }
     budget = std::max<std::uint64_t>(budget / 2, 2000);
