@@ -14,7 +14,8 @@ namespace cd = cadre::detail;
 
 struct Bell {
   std::atomic<std::uint32_t> word{0}, sleepers{0}, pending{0};
-  cd::Doorbell doorbell() { return {&word, &sleepers, &pending}; }
+  std::atomic<std::uint64_t> rung_ns{0};
+  cd::Doorbell doorbell() { return {&word, &sleepers, &pending, &rung_ns}; }
 };
 
 TEST(doorbell, ringing_with_nobody_asleep_does_nothing) {
@@ -32,6 +33,20 @@ TEST(doorbell, a_sleeper_is_rung_once_until_it_sleeps_again) {
   EXPECT_TRUE(b.doorbell().ring());
   EXPECT_EQ(b.word.load(), 1u) << "one futex word bump (and one wake system call) for the three rings";
   EXPECT_EQ(b.pending.load(), 1u);
+}
+
+TEST(doorbell, a_wake_up_records_when_it_was_sent_for_the_sleepers_spin_budget) {
+  Bell b;
+  b.doorbell().ring();
+  EXPECT_EQ(b.rung_ns.load(), 0u) << "nobody asleep: no wake-up, no time";
+  b.sleepers = 1;
+  const std::uint64_t before = cd::now_ns();
+  b.doorbell().ring();
+  const std::uint64_t at = b.rung_ns.load();
+  EXPECT_GE(at, before);
+  EXPECT_LE(at, cd::now_ns());
+  b.doorbell().ring();  // already rung: no second wake-up, the time stays
+  EXPECT_EQ(b.rung_ns.load(), at);
 }
 
 TEST(doorbell, going_to_sleep_again_rearms_the_bell) {

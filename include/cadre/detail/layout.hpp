@@ -22,7 +22,7 @@
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 9;
+inline constexpr std::uint32_t kLayoutVersion = 10;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -110,6 +110,7 @@ struct alignas(kCacheLine) EngineSlot {
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;
   std::atomic<std::uint32_t> sleepers;
   std::atomic<std::uint32_t> wake_pending;  // 1: a client rang and the engine has not gone to sleep since
+  std::atomic<std::uint64_t> rung_ns;       // when a client last woke it (monotonic ns): tunes its spin
 };
 
 /// An engine's state as users see it: busy while it runs a task. The engine does not store busy and
@@ -131,6 +132,7 @@ struct alignas(kCacheLine) ClientSlot {
   alignas(kCacheLine) std::atomic<std::uint32_t> doorbell;  // engines bump it after publishing a completion
   std::atomic<std::uint32_t> sleepers;
   std::atomic<std::uint32_t> wake_pending;  // 1: an engine rang and the client has not gone to sleep since
+  std::atomic<std::uint64_t> rung_ns;       // when an engine last woke it (monotonic ns): tunes its spin
 };
 
 /// Kinds of records in ring slots.

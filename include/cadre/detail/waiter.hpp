@@ -34,16 +34,22 @@ inline std::uint64_t spin_budget_ns() noexcept {
   return ns;
 }
 
+/// How far the budget may grow past spin_budget_ns() when answers keep coming just after it ran out.
+inline constexpr std::uint64_t kMaxSpinFactor = 8;
+
 /// How long a waiter spins before it starts offering its CPU to others between polls (sched_yield).
 inline constexpr std::uint64_t kYieldAfterNs = 4000;
 
 /// One sleeping place: a futex word that notifiers bump, a count of sleepers, and a flag that says a
 /// wake-up is on its way. A sleeper takes tens of microseconds to wake; without the flag a producer
-/// publishing many records meanwhile would make a futex_wake system call for each of them.
+/// publishing many records meanwhile would make a futex_wake system call for each of them. `rung_ns`
+/// (may be null) records when the last wake-up was sent, so the sleeper learns how soon after it gave
+/// up its spin the answer came.
 struct Doorbell {
   std::atomic<std::uint32_t>* word;
   std::atomic<std::uint32_t>* sleepers;
   std::atomic<std::uint32_t>* pending;
+  std::atomic<std::uint64_t>* rung_ns = nullptr;
 
   enum class Woke { nobody_asleep, already_rung, now };
 
@@ -58,6 +64,7 @@ struct Doorbell {
   Woke wake() const noexcept {
     if (sleepers->load(std::memory_order_acquire) == 0) return Woke::nobody_asleep;
     if (pending->exchange(1, std::memory_order_acq_rel) != 0) return Woke::already_rung;
+    if (rung_ns) rung_ns->store(now_ns(), std::memory_order_relaxed);  // before the word's release
     word->fetch_add(1, std::memory_order_release);
     futex_wake(word, INT_MAX);
     return Woke::now;
@@ -67,7 +74,7 @@ struct Doorbell {
 /// The doorbell of an engine or client slot (EngineSlot, ClientSlot).
 template <class Slot>
 Doorbell doorbell_of(Slot& s) noexcept {
-  return {&s.doorbell, &s.sleepers, &s.wake_pending};
+  return {&s.doorbell, &s.sleepers, &s.wake_pending, &s.rung_ns};
 }
 
 /// Marks one process as wanting a CPU, for the spin policy. Each process holds one for its lifetime.
@@ -105,10 +112,17 @@ class RunnableToken {
 template <class Ready>
 bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::uint64_t sleep_ns, bool peer_woken = false) {
   if (ready()) return true;
-  // The budget adapts: halved after a spin that ended in sleep (the peer did not get a CPU in time,
-  // e.g. other load on the machine), doubled back after one that succeeded, whole again after a wake-up.
+  // The budget adapts to how long answers take. A spin that ended in sleep halves it (a real pause, or
+  // a peer that did not get a CPU: spin less) unless the answer came less than a budget after the
+  // sleep began: then the spin was merely too short, and the budget doubles, up to kMaxSpinFactor
+  // times the default. That matters where waking a sleeper is slow: on a VM, a process woken on an
+  // idle vCPU took 0.05-1.1 ms, and with a fixed budget shorter than that, an all-engine call that
+  // once took that long made every process give up and sleep before the next call came, so the next
+  // one took as long (runs of 600-1,150 us per call instead of ~7, measured in session 9).
+  // A spin that succeeded grows a shrunken budget back towards the default.
   thread_local std::uint64_t budget = spin_budget_ns();
-  if (peer_woken) budget = spin_budget_ns();
+  if (peer_woken) budget = std::max(budget, spin_budget_ns());
+  std::uint64_t spun = 0;  // the budget of a spin that ran out, 0 if there was none
   if (token.may_spin() && budget > 0) {
     // Crowded, each poll follows a sched_yield: it hands the CPU to a process queued here, if any, and
     // takes ~0.1-1 µs, so the clock is read after every one. Sleeping at once instead (as before
@@ -121,7 +135,7 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
       if (crowded) sched_yield();
       else cpu_relax();
       if (ready()) {
-        budget = std::min(spin_budget_ns(), budget * 2 + 1000);
+        if (budget < spin_budget_ns()) budget = std::min(spin_budget_ns(), budget * 2 + 1000);
         return true;
       }
       if (crowded || (i & 63) == 0) {
@@ -136,7 +150,7 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
         if (!crowded && now - start > kYieldAfterNs) sched_yield();
       }
     }
-    budget = std::max<std::uint64_t>(budget / 2, 2000);
+    spun = budget;
   }
   const std::uint32_t seen = bell.word->load(std::memory_order_acquire);
   // Cleared after reading `seen`: a producer that then finds it set bumped the word after that read,
@@ -149,10 +163,17 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
     return true;
   }
   token.set(false);
+  const std::uint64_t slept_at = spun ? now_ns() : 0;
   futex_wait(bell.word, seen, sleep_ns);
   token.set(true);
   bell.sleepers->fetch_sub(1, std::memory_order_relaxed);
-  return ready();
+  const bool got = ready();
+  if (spun) {
+    const std::uint64_t rung = bell.rung_ns ? bell.rung_ns->load(std::memory_order_relaxed) : 0;
+    if (got && rung >= slept_at && rung - slept_at < spun) budget = std::min(spun * 2, spin_budget_ns() * kMaxSpinFactor);
+    else budget = std::max<std::uint64_t>(spun / 2, 2000);
+  }
+  return got;
 }
 
 }  // namespace cadre::detail
