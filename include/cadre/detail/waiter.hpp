@@ -112,13 +112,15 @@ class RunnableToken {
 template <class Ready>
 bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::uint64_t sleep_ns, bool peer_woken = false) {
   if (ready()) return true;
-  // The budget adapts to how long answers take. A spin that ended in sleep halves it (a real pause, or
-  // a peer that did not get a CPU: spin less) unless the answer came less than a budget after the
-  // sleep began: then the spin was merely too short, and the budget doubles, up to kMaxSpinFactor
-  // times the default. That matters where waking a sleeper is slow: on a VM, a process woken on an
-  // idle vCPU took 0.05-1.1 ms, and with a fixed budget shorter than that, an all-engine call that
-  // once took that long made every process give up and sleep before the next call came, so the next
-  // one took as long (runs of 600-1,150 us per call instead of ~7, measured in session 9).
+  // The budget adapts. A spin that ended in sleep halves it (a real pause, or a peer that did not get
+  // a CPU: spin less), unless spinning on would have been cheaper than sleeping: the answer came less
+  // than a budget after the sleep began, and waking up took longer than that. Then the budget doubles,
+  // up to kMaxSpinFactor times the default. That happens where waking a sleeper is slow: on a VM, a
+  // process woken on an idle vCPU took 0.05-1.1 ms, and with a fixed budget shorter than that, an
+  // all-engine call that once took that long made every process give up and sleep before the next
+  // call came, so the next one took as long (runs of 600-1,150 us per call instead of ~7, session 9).
+  // The wake-up test keeps a client that waits for long tasks from spinning more: its answers come
+  // late but wake it fast (doubling there cost an imbalanced load-balanced map ~20 %).
   // A spin that succeeded grows a shrunken budget back towards the default.
   thread_local std::uint64_t budget = spin_budget_ns();
   if (peer_woken) budget = std::max(budget, spin_budget_ns());
@@ -169,8 +171,10 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
   bell.sleepers->fetch_sub(1, std::memory_order_relaxed);
   const bool got = ready();
   if (spun) {
+    // Spinning `late` longer would have caught the answer; sleeping cost the wake-up instead.
     const std::uint64_t rung = bell.rung_ns ? bell.rung_ns->load(std::memory_order_relaxed) : 0;
-    if (got && rung >= slept_at && rung - slept_at < spun) budget = std::min(spun * 2, spin_budget_ns() * kMaxSpinFactor);
+    const std::uint64_t woke = now_ns(), late = rung - slept_at;
+    if (got && rung >= slept_at && late < spun && woke - rung > late) budget = std::min(spun * 2, spin_budget_ns() * kMaxSpinFactor);
     else budget = std::max<std::uint64_t>(spun / 2, 2000);
   }
   return got;
