@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -217,6 +218,27 @@ TEST(engine_death, a_sigkilled_engine_fails_its_task_with_engine_error_and_the_o
   EXPECT_THROW(std::rethrow_exception(comp->failures()[0].error), cadre::engine_error);
   EXPECT_THROW(client[1].push("x", 1).get(), cadre::engine_error);
   EXPECT_THROW((void)client[1].pull<int>("x"), cadre::engine_error);
+}
+
+TEST(engine_death, an_engine_killed_during_a_direct_view_apply_sync_fails_its_part_without_a_hang) {
+  // DirectView::apply_sync keeps its tasks on the caller's stack (ClientCore::run): the death must
+  // still reach them, and the other engine's result must still be waited for.
+  cadre::Cluster c({.engines = 2, .name = unique_name("killsync")});
+  cadre::Client client = c.client();
+  const auto pids = c.pids();
+  std::thread killer([&] {
+    if (wait_until([&] { return cadre::detail::engine_state(client.segment()->engine(1)) == cadre::detail::EngineState::busy; }))
+      ::kill(pids[1], SIGKILL);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto comp = caught<cadre::composite_error>([&] { (void)client[cadre::all].apply_sync(sleep_ms, 2000); });
+  killer.join();
+  ASSERT_TRUE(comp) << "no composite_error";
+  EXPECT_LT(seconds_since(t0), 10.0);
+  ASSERT_EQ(comp->failures().size(), 1u);
+  EXPECT_EQ(comp->failures()[0].engine_id, 1);
+  EXPECT_THROW(std::rethrow_exception(comp->failures()[0].error), cadre::engine_error);
+  EXPECT_EQ(client[0].apply_sync(::getpid), pids[0]);
 }
 
 TEST(engine_death, queued_tasks_of_a_killed_engine_all_fail) {

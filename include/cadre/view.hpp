@@ -4,8 +4,12 @@
 #include <cadre/async_result.hpp>
 #include <cadre/detail/requests.hpp>
 
+#include <array>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cadre::detail {
 
@@ -61,7 +65,25 @@ class BasicView {
       }
       return single<R>("result")(std::span<const Task>(&t, 1));
     } else {
-      return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
+      // The same for several engines, their tasks in one block (on the stack for up to 8 engines): no
+      // AsyncResult and no task on the heap per engine.
+      using R = call_result_t<F, Args...>;
+      const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
+      const std::vector<int>& ids = t_.ids();
+      constexpr std::size_t kOnStack = 8;
+      std::array<TaskState, kOnStack> local;
+      std::unique_ptr<TaskState[]> heap;
+      if (ids.size() > kOnStack) heap = std::make_unique<TaskState[]>(ids.size());
+      const std::span<TaskState> sts(heap ? heap.get() : local.data(), ids.size());
+      ClientCore& core = *t_.core();
+      std::vector<Task> tasks;
+      tasks.reserve(ids.size());
+      if (core.run(sts, ids, RecordKind::apply, record)) {
+        for (TaskState& st : sts) tasks.emplace_back(Task(), &st);  // handles that own nothing: sts outlives them
+        return each<R>("result", ErrorPolicy::composite)(std::span<const Task>(tasks));
+      }
+      for (int e : ids) tasks.push_back(core.submit(std::uint32_t(e), RecordKind::apply, 0, record));
+      return make<R>(std::move(tasks), "result", ErrorPolicy::composite).get();
     }
   }
 

@@ -95,22 +95,30 @@ class ClientCore {
   /// and drain run under poll_mu_; wait_all takes no handles). False, with nothing sent, when another
   /// thread is draining: use submit() and wait() then.
   bool run(TaskState& st, std::uint32_t e, RecordKind kind, std::span<const std::byte> record) {
+    const int engine = int(e);
+    return run(std::span<TaskState>(&st, 1), std::span<const int>(&engine, 1), kind, record);
+  }
+
+  /// The same for one record sent to several engines (DirectView::apply_sync): sts[i] is engines[i]'s task.
+  bool run(std::span<TaskState> sts, std::span<const int> engines, RecordKind kind, std::span<const std::byte> record) {
     std::unique_lock poll(poll_mu_, std::try_to_lock);
     if (!poll) return false;
-    init_task(st, e);
+    for (std::size_t i = 0; i < sts.size(); ++i) init_task(sts[i], std::uint32_t(engines[i]));
     struct Untrack {  // an exception leaves no handle to a dead stack frame in the table
       ClientCore& core;
-      const TaskState& t;
+      std::span<TaskState> ts;
       ~Untrack() {
-        if (t.is_done()) return;
         std::lock_guard lock(core.tasks_mu_);
-        core.pending_.erase(t.id);
+        for (const TaskState& t : ts)
+          if (!t.is_done()) core.pending_.erase(t.id);
       }
-    } untrack{*this, st};
-    submit(Task(Task(), &st), e, kind, 0, record, nullptr, true);
-    while (!st.is_done()) {
-      progress_locked(kHealthPeriodNs, &st);
-      send_deferred(true);  // other threads' progress() cannot drain meanwhile: release what is ready here
+    } untrack{*this, sts};
+    for (std::size_t i = 0; i < sts.size(); ++i) submit(Task(Task(), &sts[i]), std::uint32_t(engines[i]), kind, 0, record, nullptr, true);
+    for (const TaskState& st : sts) {
+      while (!st.is_done()) {
+        progress_locked(kHealthPeriodNs, &st);
+        send_deferred(true);  // other threads' progress() cannot drain meanwhile: release what is ready here
+      }
     }
     poll.unlock();
     send_deferred();
