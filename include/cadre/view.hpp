@@ -47,44 +47,33 @@ class BasicView {
   /// Calls f(args...) and waits for the result(s).
   template <class F, class... Args>
   result_t<call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
-    if constexpr (Single) {
-      // The hot round trip: a result read once, right here, needs no AsyncResult (its once-only value
-      // protocol, its reference to the client) and, when this thread may drain completions itself, no
-      // task on the heap either (ClientCore::run): the task is waited on and combined directly.
-      using R = call_result_t<F, Args...>;
-      const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-      ClientCore& core = *t_.core();
-      const auto e = std::uint32_t(t_.ids().at(0));
-      TaskState st;
-      Task t;
-      if (core.run(st, e, RecordKind::apply, record)) {
-        t = Task(Task(), &st);  // owns nothing: st outlives it
-      } else {
-        t = core.submit(e, RecordKind::apply, 0, record);
-        core.wait(*t);
-      }
-      return single<R>("result")(std::span<const Task>(&t, 1));
-    } else {
-      // The same for several engines, their tasks in one block (on the stack for up to 8 engines): no
-      // AsyncResult and no task on the heap per engine.
-      using R = call_result_t<F, Args...>;
-      const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-      const std::vector<int>& ids = t_.ids();
-      constexpr std::size_t kOnStack = 8;
-      std::array<TaskState, kOnStack> local;
-      std::unique_ptr<TaskState[]> heap;
-      if (ids.size() > kOnStack) heap = std::make_unique<TaskState[]>(ids.size());
-      const std::span<TaskState> sts(heap ? heap.get() : local.data(), ids.size());
-      ClientCore& core = *t_.core();
-      std::vector<Task> tasks;
-      tasks.reserve(ids.size());
-      if (core.run(sts, ids, RecordKind::apply, record)) {
-        for (TaskState& st : sts) tasks.emplace_back(Task(), &st);  // handles that own nothing: sts outlives them
-        return each<R>("result", ErrorPolicy::composite)(std::span<const Task>(tasks));
-      }
-      for (int e : ids) tasks.push_back(core.submit(std::uint32_t(e), RecordKind::apply, 0, record));
-      return make<R>(std::move(tasks), "result", ErrorPolicy::composite).get();
+    // The hot round trip: results read once, right here, need no AsyncResult (its once-only value
+    // protocol, its reference to the client) and, when this thread may drain completions itself, no
+    // task on the heap either (ClientCore::run): the tasks live in this frame (up to 8 engines), are
+    // waited on and combined directly.
+    using R = call_result_t<F, Args...>;
+    const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
+    ClientCore& core = *t_.core();
+    const std::vector<int>& ids = t_.ids();
+    if constexpr (Single) (void)ids.at(0);  // an EngineView names its engine
+    constexpr std::size_t kOnStack = Single ? 1 : 8;
+    std::array<TaskState, kOnStack> local;
+    std::array<Task, kOnStack> local_handles;
+    std::unique_ptr<TaskState[]> heap;
+    std::vector<Task> heap_handles;
+    if (ids.size() > kOnStack) {
+      heap = std::make_unique<TaskState[]>(ids.size());
+      heap_handles.resize(ids.size());
     }
+    const std::span<TaskState> sts(heap ? heap.get() : local.data(), ids.size());
+    const std::span<Task> tasks(heap ? heap_handles.data() : local_handles.data(), ids.size());
+    if (core.run(sts, ids, RecordKind::apply, record)) {
+      for (std::size_t i = 0; i < sts.size(); ++i) tasks[i] = Task(Task(), &sts[i]);  // own nothing: sts outlives them
+    } else {
+      for (std::size_t i = 0; i < ids.size(); ++i) tasks[i] = core.submit(std::uint32_t(ids[i]), RecordKind::apply, 0, record);
+      for (const Task& t : tasks) core.wait(*t);
+    }
+    return combiner<R>("result", ErrorPolicy::composite)(std::span<const Task>(tasks));
   }
 
   /// apply_async, or apply_sync's waiting when `block` is set (the result is then ready).
@@ -154,10 +143,16 @@ class BasicView {
   std::size_t size() const noexcept { return t_.ids().size(); }
 
  protected:
+  /// What combines the view's tasks into its result: a single value, or one per engine.
+  template <class R, class Label>
+  static auto combiner(Label what, ErrorPolicy policy) {
+    if constexpr (Single) return single<R>(std::move(what));
+    else return each<R>(std::move(what), policy);
+  }
+
   template <class R, class Label>
   AsyncResult<result_t<R>> make(std::vector<Task> tasks, Label what, ErrorPolicy policy) const {
-    if constexpr (Single) return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), single<R>(std::move(what)));
-    else return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), each<R>(std::move(what), policy));
+    return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), combiner<R>(std::move(what), policy));
   }
 
   template <class A>

@@ -88,18 +88,12 @@ class ClientCore {
     }
   }
 
-  /// Sends one record to engine e and waits for its completion, for a caller that reads the result at
-  /// once (EngineView::apply_sync). The task lives in the caller's `st`: no allocation, no reference
-  /// counts (the table of tasks holds a handle that owns nothing). That is safe only because this thread
-  /// drains completions until the task is done, so no other thread can be holding the handle (check_health
-  /// and drain run under poll_mu_; wait_all takes no handles). False, with nothing sent, when another
-  /// thread is draining: use submit() and wait() then.
-  bool run(TaskState& st, std::uint32_t e, RecordKind kind, std::span<const std::byte> record) {
-    const int engine = int(e);
-    return run(std::span<TaskState>(&st, 1), std::span<const int>(&engine, 1), kind, record);
-  }
-
-  /// The same for one record sent to several engines (DirectView::apply_sync): sts[i] is engines[i]'s task.
+  /// Sends one record to each engine (sts[i] is engines[i]'s task) and waits for their completions, for
+  /// a caller that reads the results at once (apply_sync). The tasks live in the caller's `sts`: no
+  /// allocation, no reference counts (the table of tasks holds handles that own nothing). That is safe
+  /// only because this thread drains completions until the tasks are done, so no other thread can be
+  /// holding a handle (check_health and drain run under poll_mu_; wait_all takes no handles). False,
+  /// with nothing sent, when another thread is draining: use submit() and wait() then.
   bool run(std::span<TaskState> sts, std::span<const int> engines, RecordKind kind, std::span<const std::byte> record) {
     std::unique_lock poll(poll_mu_, std::try_to_lock);
     if (!poll) return false;
