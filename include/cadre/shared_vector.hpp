@@ -16,7 +16,7 @@ namespace cadre {
 namespace detail {
 /// Owner tag of shared arrays: they are freed by reference count only (engines may hold slices of
 /// them after the client is gone), never by the dead-process reclaim.
-inline constexpr std::uint32_t kSharedTag = 0x30000;
+inline constexpr std::uint32_t kSharedTag = 0x50000;  // above every transit_tag (0x30000 + engine)
 }  // namespace detail
 
 /// A contiguous array of T in the cluster's shared segment. Scattering it hands each engine a view of
