@@ -27,7 +27,7 @@
 #include <gtest/gtest.h>
 
 #include <cadre/cadre.hpp>
-#include <cadre/detail/admin.hpp>
+#include <admin/admin.hpp>
 
 extern char** environ;
 

@@ -630,7 +630,7 @@ TEST_F(data_errors, oversize_scatter_throws_capacity_error_and_the_cluster_still
   }
 }
 
-// BUG (include/cadre/detail/client_core.hpp, ClientCore::submit): the task is put in pending_
+// BUG (include/cadre/detail/client/client_core.hpp, ClientCore::submit): the task is put in pending_
 // (track) before try_send, and try_send may throw — ShmTransport::try_send (shm_transport.hpp,
 // `spill = allocate`) spills a record larger than a ring slot into a segment block, and that
 // allocation throws capacity_error. The exception leaves submit() with the task still in pending_,
@@ -767,7 +767,7 @@ TEST_F(shared_vector, too_large_for_the_segment_throws_capacity_error) {
   EXPECT_EQ(fine.size(), 16u);
 }
 
-// BUG (include/cadre/shared_vector.hpp:59, segment(); reached from detail/data_plane.hpp
+// BUG (include/cadre/shared_vector.hpp:59, segment(); reached from detail/client/data_plane.hpp
 // scatter_shared): SharedVector::segment() dereferences h_ without checking it, so scattering a
 // default-constructed (empty) SharedVector dereferences a null shared_ptr and crashes the client
 // with SIGSEGV. Expected: it behaves like an empty array (every engine gets an empty slice) or
@@ -787,7 +787,7 @@ TEST_F(shared_vector, a_default_constructed_handle_scatters_without_crashing) {
       ::testing::ExitedWithCode(0), "");
 }
 
-// BUG (include/cadre/detail/data_plane.hpp, scatter_shared): the SharedVector's segment is not
+// BUG (include/cadre/detail/client/data_plane.hpp, scatter_shared): the SharedVector's segment is not
 // checked against the view's cluster. The block offset of an array that lives in cluster A is sent
 // to B's engines, which read it as an offset into B's segment. When B has a live block there (same
 // segment layout), B's engines adopt a view of that unrelated block (they read B's data) and, when
@@ -816,7 +816,7 @@ TEST_F(shared_vector, scatter_to_another_clusters_view_throws_invalid_argument) 
   EXPECT_LT(orc.segment()->used_bytes(), other_before) << "the foreign array was never freed";
 }
 
-// BUG (include/cadre/detail/data_plane.hpp, scatter_shared): the engine's reference on the array is
+// BUG (include/cadre/detail/client/data_plane.hpp, scatter_shared): the engine's reference on the array is
 // taken (`v.segment()->retain`) before ClientCore::submit, and nobody gives it back when the task
 // never reaches the engine: submit() on a dead engine fails the task and discards only `body`
 // (client_core.hpp, "it was already dead when the task was sent"). SharedVector blocks carry

@@ -1,8 +1,8 @@
-// PendingTasks (detail/pending_tasks.hpp): the client's table of tasks in flight, checked against
+// PendingTasks (detail/client/pending_tasks.hpp): the client's table of tasks in flight, checked against
 // std::unordered_map under random inserts and removals, with ids that collide on purpose.
 #include "test_util.hpp"
 
-#include <cadre/detail/pending_tasks.hpp>
+#include <cadre/detail/client/pending_tasks.hpp>
 
 #include <cstdint>
 #include <memory>

@@ -2,7 +2,7 @@
 // index wrap-around, and a two-thread checksum fuzz.
 #include "test_util.hpp"
 
-#include <cadre/detail/ring.hpp>
+#include <cadre/detail/shm/ring.hpp>
 
 #include <cstring>
 #include <memory>

@@ -9,7 +9,7 @@
 // child process that drops to uid/gid 65534 ("nobody"); they are skipped for other users.
 #include "test_util.hpp"
 
-#include <cadre/detail/admin.hpp>
+#include <admin/admin.hpp>
 
 #include <fcntl.h>
 #include <grp.h>

@@ -1,8 +1,8 @@
-// The task clock (detail/task_clock.hpp): extrapolated from the time-stamp counter, it must read like
+// The task clock (detail/base/task_clock.hpp): extrapolated from the time-stamp counter, it must read like
 // CLOCK_MONOTONIC — close to now_ns() at every moment, and never backwards.
 #include "test_util.hpp"
 
-#include <cadre/detail/task_clock.hpp>
+#include <cadre/detail/base/task_clock.hpp>
 
 #include <cstdint>
 #include <cstdlib>

@@ -1,8 +1,8 @@
-// The doorbell and wait_for (detail/waiter.hpp): a sleeper is woken once per sleep, and no wake-up
+// The doorbell and wait_for (detail/shm/waiter.hpp): a sleeper is woken once per sleep, and no wake-up
 // is lost, between two threads of one process (the same code runs between processes).
 #include "test_util.hpp"
 
-#include <cadre/detail/waiter.hpp>
+#include <cadre/detail/shm/waiter.hpp>
 
 #include <atomic>
 #include <cstdint>

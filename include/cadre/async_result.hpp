@@ -1,8 +1,8 @@
 // cadre/async_result.hpp — AsyncResult<T>: a future over one or many engine tasks, with progress.
 #pragma once
 
-#include <cadre/detail/client_core.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/client/client_core.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 
 #include <fmt/format.h>

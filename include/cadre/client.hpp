@@ -1,8 +1,8 @@
 // cadre/client.hpp — Client: a connection to one cluster, and the way to make views of its engines.
 #pragma once
 
-#include <cadre/detail/client_core.hpp>
-#include <cadre/detail/shm_transport.hpp>
+#include <cadre/detail/client/client_core.hpp>
+#include <cadre/detail/client/shm_transport.hpp>
 #include <cadre/direct_view.hpp>
 #include <cadre/engine_view.hpp>
 #include <cadre/load_balanced_view.hpp>

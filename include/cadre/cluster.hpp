@@ -6,10 +6,10 @@
 #pragma once
 
 #include <cadre/client.hpp>
-#include <cadre/detail/module_ref.hpp>
-#include <cadre/detail/ring.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/teardown.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
+#include <cadre/detail/shm/ring.hpp>
+#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/launcher/teardown.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
 //   std::vector<E>    a = count, b = 0               std::array<E, N>   a = N, b = 0
 //   Eigen types       a = rows,  b = cols
 //
-// Everything else is framed element by element (see detail/codec_detail.hpp). decode() and view()
+// Everything else is framed element by element (see detail/wire/codec_detail.hpp). decode() and view()
 // check every length before reading and throw decode_error on malformed or truncated input.
 #pragma once
 
@@ -25,7 +25,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
-#include <cadre/detail/codec_detail.hpp>
+#include <cadre/detail/wire/codec_detail.hpp>
 #include <cadre/errors.hpp>
 
 namespace cadre {

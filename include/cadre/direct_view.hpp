@@ -2,7 +2,7 @@
 #pragma once
 
 #include <cadre/async_map_result.hpp>
-#include <cadre/detail/data_plane.hpp>
+#include <cadre/detail/client/data_plane.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/view.hpp>
 

@@ -1,7 +1,7 @@
 // cadre/engine.hpp — cadre::init(): the line that lets any program be an engine.
 #pragma once
 
-#include <cadre/detail/engine_loop.hpp>
+#include <cadre/detail/engine/engine_loop.hpp>
 
 #include <cstdio>
 #include <cstdlib>

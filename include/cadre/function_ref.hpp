@@ -9,8 +9,8 @@
 #pragma once
 
 #include <cadre/codec.hpp>
-#include <cadre/detail/module_ref.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 #include <cadre/namespace.hpp>
 

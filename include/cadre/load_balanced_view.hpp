@@ -7,8 +7,8 @@
 
 #include <cadre/async_map_result.hpp>
 #include <cadre/async_result.hpp>
-#include <cadre/detail/partition.hpp>
-#include <cadre/detail/requests.hpp>
+#include <cadre/detail/client/partition.hpp>
+#include <cadre/detail/client/requests.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

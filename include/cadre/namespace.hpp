@@ -2,9 +2,9 @@
 #pragma once
 
 #include <cadre/codec.hpp>
-#include <cadre/detail/partition.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/client/partition.hpp>
+#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 
 #include <limits>

@@ -1,8 +1,8 @@
 // cadre/shared_vector.hpp — SharedVector<T>: an array that lives in the cluster's segment, scattered without copying.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
-#include <cadre/detail/segment.hpp>
+#include <cadre/detail/shm/layout.hpp>
+#include <cadre/detail/shm/segment.hpp>
 
 #include <cstddef>
 #include <memory>

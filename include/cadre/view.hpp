@@ -2,7 +2,7 @@
 #pragma once
 
 #include <cadre/async_result.hpp>
-#include <cadre/detail/requests.hpp>
+#include <cadre/detail/client/requests.hpp>
 
 #include <array>
 #include <memory>

@@ -1,4 +1,4 @@
-// src/cli/admin.cpp — `cadre status`, `list` and `stop`: printers over cadre/detail/admin.hpp.
+// src/cli/admin.cpp — `cadre status`, `list` and `stop`: printers over src/admin/admin.hpp.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <cadre/detail/admin.hpp>
+#include <admin/admin.hpp>
 
 #include "commands.hpp"
 

@@ -34,7 +34,7 @@
 #include <fmt/ranges.h>
 
 #include <cadre/cluster.hpp>
-#include <cadre/detail/admin.hpp>
+#include <admin/admin.hpp>
 
 #include "commands.hpp"
 

@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cadre/cadre.hpp>
-#include <cadre/detail/admin.hpp>
+#include <admin/admin.hpp>
 
 #include "commands.hpp"
 

@@ -21,9 +21,9 @@
 // to a 16-byte aligned buffer, as records in the segment are.
 #include <cadre/async_result.hpp>
 #include <cadre/codec.hpp>
-#include <cadre/detail/data_plane.hpp>
-#include <cadre/detail/ffi_call.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/client/data_plane.hpp>
+#include <cadre/detail/wire/ffi_call.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 #include <cadre/function_ref.hpp>
 #include <cadre/namespace.hpp>

@@ -1,11 +1,11 @@
-// cadre/detail/crash_report.hpp — an engine's stack at the moment it crashed, carried into engine_error.
+// cadre/detail/engine/crash_report.hpp — an engine's stack at the moment it crashed, carried into engine_error.
 //
 // The dying engine's signal handler (on an alternate stack, so stack overflows are caught too) writes
 // "module+offset" frames into its EngineSlot, then lets the signal kill it. The client turns the
 // frames into function names and source lines with libdw, when it is available.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
+#include <cadre/detail/shm/layout.hpp>
 
 #include <cxxabi.h>
 #include <dlfcn.h>

@@ -1,4 +1,4 @@
-// cadre/detail/wire.hpp — record payloads: a bounds-checked reader/writer and the typed-value envelope.
+// cadre/detail/wire/wire.hpp — record payloads: a bounds-checked reader/writer and the typed-value envelope.
 //
 // A typed value is a codec payload prefixed with the structural type it was encoded from:
 //   [u64 type_hash][u32 name_len][u32 payload_off][u64 payload_len][type name][pad to 16][payload]

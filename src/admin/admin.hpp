@@ -1,4 +1,4 @@
-// cadre/detail/admin.hpp — cluster administration by name: inspect, list and stop from outside.
+// src/admin/admin.hpp — cluster administration by name: inspect, list and stop from outside.
 //
 // Used by the `cadre` CLI and by its tests. Nothing here joins a cluster: inspection maps the
 // segment read-only and takes no client slot, so it works on stale, stopping and half-made segments
@@ -30,9 +30,9 @@
 #include <unistd.h>
 #include <vector>
 
-#include <cadre/detail/layout.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/sys.hpp>
+#include <cadre/detail/shm/layout.hpp>
+#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/base/sys.hpp>
 #include <cadre/errors.hpp>
 
 namespace cadre::detail {

@@ -1,4 +1,4 @@
-// cadre/detail/output_capture.hpp — what a task prints on its engine, captured for that task's future.
+// cadre/detail/engine/output_capture.hpp — what a task prints on its engine, captured for that task's future.
 //
 // The engine points its stdout and stderr at two memfds. After each task it reads what was written,
 // forwards it to the original streams (the launcher's "[engine N]" lines or log file), and rewinds.

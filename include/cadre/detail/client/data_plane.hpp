@@ -1,4 +1,4 @@
-// cadre/detail/data_plane.hpp — scatter and gather: arrays written once, straight into engine-owned memory.
+// cadre/detail/client/data_plane.hpp — scatter and gather: arrays written once, straight into engine-owned memory.
 //
 // Scatter of a contiguous array of numbers allocates each engine's block in the segment, writes the
 // value's small headers, and copies the engine's chunk there directly: each byte is copied once, and
@@ -7,10 +7,10 @@
 #pragma once
 
 #include <cadre/codec.hpp>
-#include <cadre/detail/client_core.hpp>
-#include <cadre/detail/partition.hpp>
-#include <cadre/detail/requests.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/client/client_core.hpp>
+#include <cadre/detail/client/partition.hpp>
+#include <cadre/detail/client/requests.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/shared_vector.hpp>
 
 #include <Eigen/Core>

@@ -1,7 +1,7 @@
-// cadre/detail/pending_tasks.hpp — PendingTasks: the client's tasks in flight, found by id.
+// cadre/detail/client/pending_tasks.hpp — PendingTasks: the client's tasks in flight, found by id.
 #pragma once
 
-#include <cadre/detail/task_state.hpp>
+#include <cadre/detail/client/task_state.hpp>
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// cadre/detail/teardown.hpp — SIGINT/SIGTERM/SIGHUP in a launcher: kill its engines, remove its segments, then die.
+// cadre/detail/launcher/teardown.hpp — SIGINT/SIGTERM/SIGHUP in a launcher: kill its engines, remove its segments, then die.
 //
 // A program that holds an embedded Cluster and is interrupted (Ctrl-C during wait_interactive or a
 // long get) must not leave engines or a /dev/shm segment behind. Destructors do not run when a signal
@@ -7,7 +7,7 @@
 // is the default one: a program's own handlers are left alone.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
+#include <cadre/detail/shm/layout.hpp>
 
 #include <signal.h>
 #include <sys/mman.h>

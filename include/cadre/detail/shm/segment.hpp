@@ -1,4 +1,4 @@
-// cadre/detail/segment.hpp — one cluster's shared-memory segment: create/open/remove, the layout map, and the page heap.
+// cadre/detail/shm/segment.hpp — one cluster's shared-memory segment: create/open/remove, the layout map, and the page heap.
 //
 // The segment is a Boost.Interprocess shared_memory_object (a /dev/shm file) mapped with mapped_region.
 // We do not use managed_shared_memory: its allocator is guarded by a process-shared mutex that
@@ -6,9 +6,9 @@
 // and released by a store, so a dead process's pages are reclaimed by scanning for its tag.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
-#include <cadre/detail/ring.hpp>
-#include <cadre/detail/sys.hpp>
+#include <cadre/detail/shm/layout.hpp>
+#include <cadre/detail/shm/ring.hpp>
+#include <cadre/detail/base/sys.hpp>
 #include <cadre/errors.hpp>
 
 #include <boost/interprocess/mapped_region.hpp>

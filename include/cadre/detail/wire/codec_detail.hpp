@@ -1,4 +1,4 @@
-// cadre/detail/codec_detail.hpp — byte cursors, framing and the std-container codecs.
+// cadre/detail/wire/codec_detail.hpp — byte cursors, framing and the std-container codecs.
 //
 // Every container frames its elements the same way: an element whose codec declares a
 // `fixed_size` is written as exactly that many bytes, any other element as [u64 n][n bytes].

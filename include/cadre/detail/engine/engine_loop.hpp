@@ -1,17 +1,17 @@
-// cadre/detail/engine_loop.hpp — what an engine process does: take commands from its rings, run them, post completions.
+// cadre/detail/engine/engine_loop.hpp — what an engine process does: take commands from its rings, run them, post completions.
 //
 // Header-only on purpose: any program that calls cadre::init() can be an engine, so the loop is
 // compiled into that program. Runs in the engine process only; never throws out of serve().
 #pragma once
 
-#include <cadre/detail/crash_report.hpp>
-#include <cadre/detail/ffi_call.hpp>
-#include <cadre/detail/output_capture.hpp>
-#include <cadre/detail/ring.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/task_clock.hpp>
-#include <cadre/detail/waiter.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/engine/crash_report.hpp>
+#include <cadre/detail/wire/ffi_call.hpp>
+#include <cadre/detail/engine/output_capture.hpp>
+#include <cadre/detail/shm/ring.hpp>
+#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/base/task_clock.hpp>
+#include <cadre/detail/shm/waiter.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/function_ref.hpp>
 #include <cadre/namespace.hpp>
 #include <cadre/this_engine.hpp>

@@ -1,4 +1,4 @@
-// cadre/detail/partition.hpp — how n items are split over k engines (IPython.parallel's rule), and big copies.
+// cadre/detail/client/partition.hpp — how n items are split over k engines (IPython.parallel's rule), and big copies.
 #pragma once
 
 #include <tbb/blocked_range.h>

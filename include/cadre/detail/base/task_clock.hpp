@@ -1,4 +1,4 @@
-// cadre/detail/task_clock.hpp — the timestamps of every task (submitted, started, finished), cheaply.
+// cadre/detail/base/task_clock.hpp — the timestamps of every task (submitted, started, finished), cheaply.
 //
 // A round trip takes three of them, and clock_gettime(CLOCK_MONOTONIC) costs ~31 ns on this VM (a
 // time-stamp counter read plus the kernel's scaling, in the vDSO) against ~12 ns for the bare counter
@@ -10,7 +10,7 @@
 // then vouches that it is invariant and synchronised across CPUs); elsewhere task_now_ns() is now_ns().
 #pragma once
 
-#include <cadre/detail/sys.hpp>
+#include <cadre/detail/base/sys.hpp>
 
 #include <algorithm>
 #include <cstdint>

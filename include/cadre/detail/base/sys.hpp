@@ -1,4 +1,4 @@
-// cadre/detail/sys.hpp — the few Linux system calls cadre needs, behind one small wrapper.
+// cadre/detail/base/sys.hpp — the few Linux system calls cadre needs, behind one small wrapper.
 #pragma once
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// cadre/detail/ring.hpp — a single-producer single-consumer ring of fixed slots in shared memory.
+// cadre/detail/shm/ring.hpp — a single-producer single-consumer ring of fixed slots in shared memory.
 //
 // In the spirit of rigtorp's SPSCQueue: the producer keeps a process-local copy of the consumer's
 // index and reloads it only when the ring looks full. A record becomes visible by one release-store,
@@ -10,7 +10,7 @@
 // after each record, for those who count what is queued and for a restarted producer.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
+#include <cadre/detail/shm/layout.hpp>
 
 namespace cadre::detail {
 

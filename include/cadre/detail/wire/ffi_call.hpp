@@ -1,4 +1,4 @@
-// cadre/detail/ffi_call.hpp — calling a C function with an arithmetic signature through libffi.
+// cadre/detail/wire/ffi_call.hpp — calling a C function with an arithmetic signature through libffi.
 //
 // Generic `cadre-engine`s do not contain the client's thunks, but they can still call `::getpid`,
 // `::cos` or any `extern "C"` function of a shared library whose parameters and result are numbers:

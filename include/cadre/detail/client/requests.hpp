@@ -1,13 +1,13 @@
-// cadre/detail/requests.hpp — building apply/push/pull/erase records and sending them to a view's engines.
+// cadre/detail/client/requests.hpp — building apply/push/pull/erase records and sending them to a view's engines.
 #pragma once
 
 #include <cadre/async_result.hpp>
-#include <cadre/detail/client_core.hpp>
-#include <cadre/detail/transport.hpp>
-#include <cadre/detail/ffi_call.hpp>
-#include <cadre/detail/module_ref.hpp>
-#include <cadre/detail/map_call.hpp>
-#include <cadre/detail/partition.hpp>
+#include <cadre/detail/client/client_core.hpp>
+#include <cadre/detail/client/transport.hpp>
+#include <cadre/detail/wire/ffi_call.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
+#include <cadre/detail/wire/map_call.hpp>
+#include <cadre/detail/client/partition.hpp>
 #include <cadre/function_ref.hpp>
 
 #include <memory>

@@ -1,4 +1,4 @@
-// cadre/detail/layout.hpp — every type that lives in the shared segment, in one place so the layout rules are visible together.
+// cadre/detail/shm/layout.hpp — every type that lives in the shared segment, in one place so the layout rules are visible together.
 //
 // Rules: standard-layout and trivially copyable (checked below); offsets from the segment base, never
 // pointers; anything a dying process may be writing is one lock-free word, so a survivor can always

@@ -1,12 +1,12 @@
-// cadre/detail/shm_transport.hpp — Transport over one shared segment: a client slot, SPSC rings, futex doorbells.
+// cadre/detail/client/shm_transport.hpp — Transport over one shared segment: a client slot, SPSC rings, futex doorbells.
 #pragma once
 
-#include <cadre/detail/module_ref.hpp>
-#include <cadre/detail/ring.hpp>
-#include <cadre/detail/segment.hpp>
-#include <cadre/detail/transport.hpp>
-#include <cadre/detail/waiter.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
+#include <cadre/detail/shm/ring.hpp>
+#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/client/transport.hpp>
+#include <cadre/detail/shm/waiter.hpp>
+#include <cadre/detail/wire/wire.hpp>
 
 #include <unistd.h>
 

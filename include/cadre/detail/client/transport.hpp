@@ -1,10 +1,10 @@
-// cadre/detail/transport.hpp — the one narrow interface between views/futures and how records reach engines.
+// cadre/detail/client/transport.hpp — the one narrow interface between views/futures and how records reach engines.
 //
 // Today the only implementation is ShmTransport (rings in a shared segment, shm_transport.hpp).
 // A second one (MPI across hosts) implements these few calls; views and futures do not change.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
+#include <cadre/detail/shm/layout.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// cadre/detail/client_core.hpp — the client's bookkeeping: tasks in flight, dispatch of completions, waiting, dead engines.
+// cadre/detail/client/client_core.hpp — the client's bookkeeping: tasks in flight, dispatch of completions, waiting, dead engines.
 //
 // Thread-safe: any thread may submit and wait. Sending to one engine serialises on a per-engine lock
 // (each ring has one producer); draining completions serialises on poll_mu_ (one consumer).
@@ -7,13 +7,13 @@
 // and releases tasks whose dependencies have finished.
 #pragma once
 
-#include <cadre/detail/crash_report.hpp>
-#include <cadre/detail/pending_tasks.hpp>
-#include <cadre/detail/spin_lock.hpp>
-#include <cadre/detail/sys.hpp>
-#include <cadre/detail/task_clock.hpp>
-#include <cadre/detail/transport.hpp>
-#include <cadre/detail/wire.hpp>
+#include <cadre/detail/engine/crash_report.hpp>
+#include <cadre/detail/client/pending_tasks.hpp>
+#include <cadre/detail/base/spin_lock.hpp>
+#include <cadre/detail/base/sys.hpp>
+#include <cadre/detail/base/task_clock.hpp>
+#include <cadre/detail/client/transport.hpp>
+#include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 
 #include <atomic>

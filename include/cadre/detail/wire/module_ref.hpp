@@ -1,4 +1,4 @@
-// cadre/detail/module_ref.hpp — code addresses as (module, build-id, offset), portable between processes.
+// cadre/detail/wire/module_ref.hpp — code addresses as (module, build-id, offset), portable between processes.
 //
 // A function pointer means nothing in another process, but "offset X in the module whose GNU build-id
 // is B" does: the engine finds a loaded module with build-id B (or dlopens it by path and checks B),

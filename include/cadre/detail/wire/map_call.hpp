@@ -1,4 +1,4 @@
-// cadre/detail/map_call.hpp — one engine task of a map: apply f to each element of its chunk(s).
+// cadre/detail/wire/map_call.hpp — one engine task of a map: apply f to each element of its chunk(s).
 #pragma once
 
 #include <cadre/function_ref.hpp>

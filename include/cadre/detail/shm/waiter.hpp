@@ -1,4 +1,4 @@
-// cadre/detail/waiter.hpp — spin while the answer may come soon, then sleep on a futex (an eventcount).
+// cadre/detail/shm/waiter.hpp — spin while the answer may come soon, then sleep on a futex (an eventcount).
 //
 // Measured on 2-vCPU machines: two spinners on one cache line round-trip in 35-250 ns, a futex wake
 // round trip costs 12-36 µs (waking a process on an idle vCPU is the hypervisor's business, and took
@@ -10,8 +10,8 @@
 // follows its publication.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
-#include <cadre/detail/sys.hpp>
+#include <cadre/detail/shm/layout.hpp>
+#include <cadre/detail/base/sys.hpp>
 
 #include <algorithm>
 #include <climits>

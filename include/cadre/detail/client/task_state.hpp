@@ -1,7 +1,7 @@
-// cadre/detail/task_state.hpp — TaskState: one task the client sent, and what came back for it.
+// cadre/detail/client/task_state.hpp — TaskState: one task the client sent, and what came back for it.
 #pragma once
 
-#include <cadre/detail/layout.hpp>
+#include <cadre/detail/shm/layout.hpp>
 
 #include <atomic>
 #include <cstddef>

@@ -1,4 +1,4 @@
-// cadre/detail/spin_lock.hpp — a lock for critical sections of a few dozen instructions.
+// cadre/detail/base/spin_lock.hpp — a lock for critical sections of a few dozen instructions.
 //
 // The client's table of tasks in flight is locked twice per round trip (the task goes in when it is
 // sent and out when its completion arrives), and the drain lock once. A std::mutex pair is two atomic
@@ -8,7 +8,7 @@
 // waiter spins, then yields its CPU until the holder is done.
 #pragma once
 
-#include <cadre/detail/sys.hpp>
+#include <cadre/detail/base/sys.hpp>
 
 #include <atomic>
 #include <thread>
