@@ -391,6 +391,9 @@ class ClientCore {
     t.done.store(true, std::memory_order_release);
   }
 
+  /// Once per kHealthPeriodNs while tasks are pending: tasks of engines that died (or were replaced)
+  /// fail with engine_error, load-balanced tasks they held run again elsewhere or fail, deadlines
+  /// pass, and tasks nobody can ever answer fail.
   void check_health() {
     next_health_ns_ = coarse_now_ns() + kHealthPeriodNs;
     std::vector<Task> tasks;
@@ -400,77 +403,108 @@ class ClientCore {
       pending_.for_each([&](const Task& t) { tasks.push_back(t); });
     }
     if (tasks.empty()) return;
+    const EngineSurvey survey = survey_engines();
+    bool any_balanced = false;
+    for (auto& t : tasks) any_balanced |= t->balanced && t->queued;
+    if (any_balanced) check_deadlines(tasks);
+    if (!survey.any_gone) return;
+    const ClaimsAtDeath claims = recover_balanced_slots(survey);
+    for (auto& t : tasks) {
+      if (t->is_done()) continue;
+      if (!t->balanced) fail_if_engine_gone(*t, survey);
+      else if (t->queued) rerun_or_fail_lost(*t, claims, survey);
+    }
+    for (std::uint32_t e = 0; e < survey.health.size(); ++e)
+      if (survey.gone[e]) {
+        death_done_[e] = survey.dead[e];
+        seen_gen_[e] = survey.health[e].generation;
+      }
+    fail_orphaned(tasks, survey.dead);
+  }
+
+  /// Every engine's health as the transport reports it, with the launcher's grace for recording a
+  /// death. gone: dead, or replaced by a new incarnation since the last survey.
+  struct EngineSurvey {
+    std::vector<EngineHealth> health;
+    std::vector<std::uint8_t> dead, gone;
+    bool any_gone = false;
+  };
+  EngineSurvey survey_engines() {
     const std::uint32_t n = t_->engine_count();
-    std::vector<EngineHealth> health(n);
-    std::vector<std::uint8_t> dead(n, 0), gone(n, 0);  // gone: dead, or replaced by a new incarnation
-    bool any_gone = false, any_balanced = false;
+    EngineSurvey s{std::vector<EngineHealth>(n), std::vector<std::uint8_t>(n, 0), std::vector<std::uint8_t>(n, 0)};
     for (std::uint32_t e = 0; e < n; ++e) {
-      health[e] = t_->health(e);
-      if (!health[e].alive) {
+      s.health[e] = t_->health(e);
+      if (!s.health[e].alive) {
         // The launcher records the killing signal when it reaps; give it a moment to do so.
         const auto [it, fresh] = grace_.emplace(e, now_ns());
-        dead[e] = health[e].signal != 0 || now_ns() - it->second > 100'000'000;
+        s.dead[e] = s.health[e].signal != 0 || now_ns() - it->second > 100'000'000;
       } else {
         grace_.erase(e);
       }
-      gone[e] = dead[e] || health[e].generation != seen_gen_[e];
-      any_gone |= gone[e];
+      s.gone[e] = s.dead[e] || s.health[e].generation != seen_gen_[e];
+      s.any_gone |= s.gone[e] != 0;
     }
-    for (auto& t : tasks) any_balanced |= t->balanced && t->queued;
-    if (any_balanced) check_deadlines(tasks);
-    if (!any_gone) return;
+    return s;
+  }
 
-    // Which load-balanced slots did the departed engines hold, and which do live ones hold? Read the
-    // claims before draining: a live engine publishes its completion before it moves its claim on.
+  /// The load-balanced slots that departed engines held (lost) and that live ones hold (live), and
+  /// how far each queue has been taken, read when the departures were noticed.
+  struct ClaimsAtDeath {
     struct Claim {
       std::uint32_t engine, queue;
       std::uint64_t pos;
     };
     std::vector<Claim> lost, live;
-    for (std::uint32_t e = 0; e < n; ++e) {
+    std::vector<std::uint64_t> taken;
+    /// Whether the slot a departed engine held is now a live engine's (it was freed and reused).
+    bool reused(const Claim& c) const noexcept {
+      for (const auto& l : live)
+        if (l.queue == c.queue && l.pos == c.pos) return true;
+      return false;
+    }
+  };
+
+  /// Reads who holds which load-balanced slot, drains what arrived, and frees the slots that departed
+  /// engines took and never gave back.
+  ClaimsAtDeath recover_balanced_slots(const EngineSurvey& survey) {
+    // Read the claims before draining: a live engine publishes its completion before it moves its
+    // claim on.
+    ClaimsAtDeath c;
+    for (std::uint32_t e = 0; e < survey.gone.size(); ++e) {
       std::uint32_t q;
       std::uint64_t p;
-      if (gone[e] && !death_done_[e] && t_->balanced_claim(e, q, p, true)) lost.push_back({e, q, p});
-      else if (!gone[e] && t_->balanced_claim(e, q, p)) live.push_back({e, q, p});
+      if (survey.gone[e] && !death_done_[e] && t_->balanced_claim(e, q, p, true)) c.lost.push_back({e, q, p});
+      else if (!survey.gone[e] && t_->balanced_claim(e, q, p)) c.live.push_back({e, q, p});
     }
-    std::vector<std::uint64_t> taken(kLbQueues);
-    for (std::uint32_t q = 0; q < kLbQueues; ++q) taken[q] = t_->balanced_taken(q);
+    c.taken.resize(kLbQueues);
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) c.taken[q] = t_->balanced_taken(q);
     drain();  // completions posted just before a death still count
-    for (const auto& c : lost) {
-      bool someone_else = false;
-      for (const auto& l : live) someone_else |= l.queue == c.queue && l.pos == c.pos;
-      if (!someone_else && c.pos < taken[c.queue]) t_->release_balanced(c.queue, c.pos);
-    }
+    for (const auto& l : c.lost)
+      if (!c.reused(l) && l.pos < c.taken[l.queue]) t_->release_balanced(l.queue, l.pos);
+    return c;
+  }
 
-    for (auto& t : tasks) {
-      if (t->is_done()) continue;
-      if (!t->balanced) {
-        const std::uint32_t e = t->engine;
-        const auto& h = health[e];
-        if (dead[e] || h.generation != t->generation) fail(*t, death_of(e, t->generation, h, death_detail(h, dead[e])));
-        continue;
-      }
-      if (!t->queued) continue;
-      for (const auto& c : lost) {
-        if (c.queue != t->queue || c.pos != t->pos || c.pos >= taken[c.queue]) continue;
-        bool someone_else = false;
-        for (const auto& l : live) someone_else |= l.queue == c.queue && l.pos == c.pos;
-        if (someone_else) continue;
-        if (t->retries_left > 0) {
-          --t->retries_left;
-          send_balanced(*t, t->extras->record, true);  // run it again elsewhere (submit_balanced kept the record)
-        } else {
-          fail(*t, death_of(c.engine, seen_gen_[c.engine], health[c.engine],
-                            "it was running this load-balanced task" + death_detail(health[c.engine], true, "; ")));
-        }
+  /// A direct task fails when its engine died or was replaced since it was sent.
+  void fail_if_engine_gone(TaskState& t, const EngineSurvey& survey) {
+    const std::uint32_t e = t.engine;
+    const auto& h = survey.health[e];
+    if (survey.dead[e] || h.generation != t.generation)
+      fail(t, death_of(e, t.generation, h, death_detail(h, survey.dead[e])));
+  }
+
+  /// A load-balanced task whose engine died while running it: sent again while retries are left
+  /// (LoadBalancedView::retries), else failed with engine_error naming that engine.
+  void rerun_or_fail_lost(TaskState& t, const ClaimsAtDeath& claims, const EngineSurvey& survey) {
+    for (const auto& c : claims.lost) {
+      if (c.queue != t.queue || c.pos != t.pos || c.pos >= claims.taken[c.queue] || claims.reused(c)) continue;
+      if (t.retries_left > 0) {
+        --t.retries_left;
+        send_balanced(t, t.extras->record, true);  // run it again elsewhere (submit_balanced kept the record)
+      } else {
+        fail(t, death_of(c.engine, seen_gen_[c.engine], survey.health[c.engine],
+                         "it was running this load-balanced task" + death_detail(survey.health[c.engine], true, "; ")));
       }
     }
-    for (std::uint32_t e = 0; e < n; ++e)
-      if (gone[e]) {
-        death_done_[e] = dead[e];
-        seen_gen_[e] = health[e].generation;
-      }
-    fail_orphaned(tasks, dead);
   }
 
   /// The error of a task sent to incarnation `gen` of engine e: it names that incarnation's pid and the
