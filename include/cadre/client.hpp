@@ -85,7 +85,7 @@ class Client {
   /// copying. Throws capacity_error when the segment has no room.
   template <class T>
   SharedVector<T> make_shared_vector(std::size_t n) const {
-    return SharedVector<T>::allocate(segment_, n);
+    return SharedVector<T>::allocate(core_->transport(), n);
   }
 
   /// Waits for every task this client has sent.

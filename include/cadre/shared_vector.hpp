@@ -1,8 +1,8 @@
 // cadre/shared_vector.hpp — SharedVector<T>: an array that lives in the cluster's segment, scattered without copying.
 #pragma once
 
-#include <cadre/detail/shm/layout.hpp>
-#include <cadre/detail/shm/segment.hpp>
+#include <cadre/detail/client/transport.hpp>
+#include <cadre/errors.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -12,12 +12,6 @@
 #include <type_traits>
 
 namespace cadre {
-
-namespace detail {
-/// Owner tag of shared arrays: they are freed by reference count only (engines may hold slices of
-/// them after the client is gone), never by the dead-process reclaim.
-inline constexpr std::uint32_t kSharedTag = 0x50000;  // above every transit_tag (0x30000 + engine)
-}  // namespace detail
 
 /// A contiguous array of T in the cluster's shared segment. Scattering it hands each engine a view of
 /// its slice: no byte moves, so the cost does not grow with the size. Copies of the handle share the
@@ -37,10 +31,10 @@ class SharedVector {
 
   SharedVector() = default;
 
-  std::size_t size() const noexcept { return h_ ? h_->n : 0; }
+  std::size_t size() const noexcept { return r_ ? r_->bytes.size() / sizeof(T) : 0; }
   bool empty() const noexcept { return size() == 0; }
-  T* data() noexcept { return h_ ? h_->data : nullptr; }
-  const T* data() const noexcept { return h_ ? h_->data : nullptr; }
+  T* data() noexcept { return r_ ? reinterpret_cast<T*>(r_->bytes.data()) : nullptr; }
+  const T* data() const noexcept { return r_ ? reinterpret_cast<const T*>(r_->bytes.data()) : nullptr; }
   T& operator[](std::size_t i) noexcept { return data()[i]; }
   const T& operator[](std::size_t i) const noexcept { return data()[i]; }
   T& at(std::size_t i) {
@@ -54,41 +48,21 @@ class SharedVector {
   operator std::span<T>() noexcept { return {data(), size()}; }
   operator std::span<const T>() const noexcept { return {data(), size()}; }
 
-  /// The segment block that holds the array, and the segment (for scatter).
-  std::uint64_t block() const noexcept { return h_ ? h_->block : 0; }
-  /// The segment holding the array (nullptr for an empty handle).
-  const detail::Segment* segment() const noexcept { return h_ ? h_->seg.get() : nullptr; }
+  /// How records name the array (0 for an empty handle).
+  std::uint64_t block() const noexcept { return r_ ? r_->handle : 0; }
+  /// The memory behind the array, as the transport that made it sees it (nullptr for an empty handle).
+  const detail::SharedRegion* region() const noexcept { return r_.get(); }
 
-  /// Allocates n zeroed elements in seg. Throws capacity_error when the segment has no room.
-  static SharedVector allocate(const std::shared_ptr<detail::Segment>& seg, std::size_t n) {
+  /// n zeroed elements from transport t. Throws capacity_error when it has no room.
+  static SharedVector allocate(detail::Transport& t, std::size_t n) {
     if (n > (std::size_t(1) << 48) / sizeof(T)) throw capacity_error("SharedVector of " + std::to_string(n) + " elements is too large");
-    auto h = std::make_shared<Holder>();
-    h->block = seg->alloc_block(n * sizeof(T), detail::kSharedTag, detail::kNsRef);
-    h->seg = seg;
-    h->data = reinterpret_cast<T*>(h->seg->block_data(h->block));
-    h->n = n;
-    std::memset(static_cast<void*>(h->data), 0, n * sizeof(T));
     SharedVector v;
-    v.h_ = std::move(h);
+    v.r_ = t.allocate_shared(n * sizeof(T));
     return v;
   }
 
  private:
-  struct Holder {
-    std::shared_ptr<detail::Segment> seg;
-    std::uint64_t block = 0;
-    T* data = nullptr;
-    std::size_t n = 0;
-    ~Holder() {
-      if (seg && block) {
-        try {
-          seg->release(block, detail::kNsRef);
-        } catch (...) {
-        }
-      }
-    }
-  };
-  std::shared_ptr<Holder> h_;
+  std::shared_ptr<detail::SharedRegion> r_;
 };
 
 template <class T>

@@ -155,9 +155,11 @@ std::vector<Task> scatter_shared(const Targets& view, std::string_view name, con
   check_name(name);
   ClientCore& core = *view.core();
   if (!v.block()) return scatter_raw<E>(view, name, nullptr, 0, false);  // an empty handle: empty chunks
-  if (v.segment() != core.transport().memory_identity())
-    throw std::invalid_argument("scatter of '" + std::string(name) + "': this SharedVector belongs to another cluster ('" +
-                                v.segment()->cluster() + "'); make it with this cluster's Client::make_shared_vector");
+  Transport& t = core.transport();
+  const SharedRegion& region = *v.region();
+  if (region.memory_identity() != t.memory_identity())
+    throw std::invalid_argument("scatter of '" + std::string(name) + "': this SharedVector belongs to another " +
+                                region.describe() + "; make it with this cluster's Client::make_shared_vector");
   const auto& ids = view.ids();
   std::vector<Task> tasks;
   std::vector<std::byte> buf;
@@ -172,16 +174,16 @@ std::vector<Task> scatter_shared(const Targets& view, std::string_view name, con
     w.put(std::uint64_t(c.count));
     w.put(std::uint64_t(sizeof(E)));
     put_type_head(buf, type_hash<V>(), type_name<V>());
-    v.segment()->retain(v.block(), kNsRef);  // the engine's; it releases it with the value
-    Task t;
+    t.retain_shared(region);  // the engine's; it releases it with the value
+    Task task;
     try {
-      t = core.submit(std::uint32_t(ids[p]), RecordKind::scatter_view, 0, buf);
+      task = core.submit(std::uint32_t(ids[p]), RecordKind::scatter_view, 0, buf);
     } catch (...) {
-      v.segment()->release(v.block(), kNsRef);
+      t.release_shared(region);
       throw;
     }
-    if (t->is_done() && t->failure) v.segment()->release(v.block(), kNsRef);  // never reached the engine
-    tasks.push_back(std::move(t));
+    if (task->is_done() && task->failure) t.release_shared(region);  // never reached the engine
+    tasks.push_back(std::move(task));
   }
   return tasks;
 }

@@ -10,11 +10,36 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace cadre::detail {
+
+/// A SharedVector's array: a heap block with its own owner tag, freed by reference count only (engines
+/// may hold slices of it after the client is gone), never by the reclaim of a dead process.
+class ShmRegion final : public SharedRegion {
+ public:
+  ShmRegion(std::shared_ptr<Segment> seg, std::size_t n) : seg_(std::move(seg)) {
+    handle = seg_->alloc_block(n, kSharedTag, kNsRef);
+    bytes = {seg_->block_data(handle), n};
+    std::memset(bytes.data(), 0, n);
+  }
+  ShmRegion(const ShmRegion&) = delete;
+  ShmRegion& operator=(const ShmRegion&) = delete;
+  ~ShmRegion() override {
+    try {
+      seg_->release(handle, kNsRef);
+    } catch (...) {
+    }
+  }
+  const void* memory_identity() const noexcept override { return seg_.get(); }
+  std::string describe() const override { return "cluster '" + seg_->cluster() + "'"; }
+
+ private:
+  std::shared_ptr<Segment> seg_;
+};
 
 class ShmTransport final : public Transport {
  public:
@@ -313,6 +338,17 @@ class ShmTransport final : public Transport {
     }
     if (l.running && l.queued) --l.queued;  // the record being run is still in the ring
     return l;
+  }
+
+  std::shared_ptr<SharedRegion> allocate_shared(std::size_t bytes) override {
+    return std::make_shared<ShmRegion>(seg_, bytes);
+  }
+  void retain_shared(const SharedRegion& r) override { seg_->retain(r.handle, kNsRef); }
+  void release_shared(const SharedRegion& r) noexcept override {
+    try {
+      seg_->release(r.handle, kNsRef);
+    } catch (...) {
+    }
   }
 
   const void* memory_identity() const noexcept override { return seg_.get(); }

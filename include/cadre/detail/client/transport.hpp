@@ -59,6 +59,27 @@ class CompletionSink {
   void (*call_)(void*, Completion&);
 };
 
+/// Memory that the client and the engines address alike (a SharedVector's array): the client writes it
+/// in place, engines read their slices in place. Freed when the last holder lets go: this object
+/// (shared by SharedVector handles, and able to outlive the Transport that made it) and each engine
+/// value it was scattered to (Transport::retain_shared / release_shared).
+class SharedRegion {
+ public:
+  virtual ~SharedRegion() = default;
+  std::span<std::byte> bytes;
+  std::uint64_t handle = 0;  // how records name it (a block offset for shared memory)
+  /// The same value as the Transport's memory_identity(), for the transport that made it.
+  virtual const void* memory_identity() const noexcept = 0;
+  /// A short description for messages ("cluster 'default'").
+  virtual std::string describe() const = 0;
+};
+
+/// What every way of reaching engines provides to views, futures and the codec. A transport must:
+/// - deliver the records it sends to one engine in the order they were sent, each at most once;
+/// - report each record's completion once, through poll(), with the engine's status and payload;
+/// - report an engine's death through health(), so that its tasks fail instead of waiting for ever;
+/// - keep allocate()d payloads and shared regions readable by engines in place (zero copy) for as
+///   long as a record or an engine value holds them.
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -113,6 +134,15 @@ class Transport {
     bool running = false;
   };
   virtual EngineLoad load(std::uint32_t e) = 0;
+
+  // ---- shared regions: SharedVector arrays, handed to engines without a copy -----------------
+
+  /// A zeroed region of `bytes` that client and engines address alike. Throws capacity_error.
+  virtual std::shared_ptr<SharedRegion> allocate_shared(std::size_t bytes) = 0;
+  /// One more holder of region r: an engine value made from it, which releases it with the value.
+  virtual void retain_shared(const SharedRegion& r) = 0;
+  /// Gives back what retain_shared() took, when the record carrying it never reached its engine.
+  virtual void release_shared(const SharedRegion& r) noexcept = 0;
 
   /// Identifies the shared memory this transport uses (to reject arrays of another cluster).
   virtual const void* memory_identity() const noexcept = 0;

@@ -235,6 +235,9 @@ inline constexpr std::uint32_t kLauncherTag = 0x20000;
 /// engine lives): reclaimed with the engine, like the engine's own blocks. Until then it is the
 /// client's (client_tag), so an engine dying while the client fills it cannot take it away.
 inline constexpr std::uint32_t transit_tag(std::uint32_t engine) noexcept { return 0x30000 + engine; }
+/// A SharedVector's array: freed by reference count only (engines may hold slices of it after the
+/// client is gone), never by the dead-process reclaim.
+inline constexpr std::uint32_t kSharedTag = 0x50000;
 /// The first page of a block that reclaim() is deciding about (nobody else may take it meanwhile).
 inline constexpr std::uint32_t kReclaimingTag = 0x40000;
 
