@@ -1,7 +1,7 @@
 // cadre/detail/client/requests.hpp — building apply/push/pull/erase records and sending them to a view's engines.
 #pragma once
 
-#include <cadre/async_result.hpp>
+#include <cadre/detail/client/task_result.hpp>
 #include <cadre/detail/client/client_core.hpp>
 #include <cadre/detail/client/transport.hpp>
 #include <cadre/detail/wire/ffi_call.hpp>
@@ -248,37 +248,5 @@ class Targets {
   std::shared_ptr<ClientCore> core_;
   std::vector<int> ids_;
 };
-
-// `what` names the value in error messages: a string literal where it can be (a lambda holding only
-// a pointer fits in std::function without an allocation), a std::string where it is built.
-
-/// Combines tasks into one value per engine.
-template <class R, class Label>
-auto each(Label what, ErrorPolicy policy) {
-  return [what = std::move(what), policy](std::span<const Task> tasks) {
-    throw_errors(tasks, policy);
-    if constexpr (std::is_void_v<R>) {
-      return;
-    } else {
-      std::vector<R> out;
-      out.reserve(tasks.size());
-      for (const auto& t : tasks) out.push_back(task_value<R>(*t, what));
-      return out;
-    }
-  };
-}
-
-/// Combines the single task of a one-engine view.
-template <class R, class Label>
-auto single(Label what) {
-  return [what = std::move(what)](std::span<const Task> tasks) -> R {
-    if (tasks.size() != 1) throw error("internal: a one-engine result has " + std::to_string(tasks.size()) + " tasks");
-    throw_errors(tasks, ErrorPolicy::first);
-    return task_value<R>(*tasks[0], what);
-  };
-}
-
-template <class R>
-using many_t = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
 
 }  // namespace cadre::detail
