@@ -654,7 +654,7 @@ TEST(push_pull, namespace_view_of_a_vector_is_a_span_over_the_stored_bytes) {
   EXPECT_TRUE(std::get<0>(small) && std::get<1>(small));
   EXPECT_EQ(std::get<3>(small), 45);
   EXPECT_EQ(rc()[3].apply_sync(in_place, std::string("pp_v_big")), (Seen{true, true, true, 99999LL * 100000 / 2}));
-  EXPECT_NE(rc()[3].apply_sync([](cadre::Namespace& ns) { return ns.locate("pp_v_big").block; }), 0u);
+  EXPECT_NE(rc()[3].apply_sync([](cadre::Namespace& ns) { return cadre::detail::NamespaceAccess::locate(ns, "pp_v_big").block; }), 0u);
   all.erase("pp_v_big").get();
 }
 
@@ -764,7 +764,7 @@ TEST(push_pull, a_result_allocated_in_the_segment_is_gathered_from_where_the_eng
   const auto where = all.apply_sync([](cadre::Namespace& ns) {
     auto c = ns.allocate<Eigen::MatrixXd>("pp_alloc", 300, 40);  // 96 KB: a segment block
     c.setConstant(double(ns.engine_id()));
-    return std::vector<long>{long(in_a_mapped_segment(c.data())), long(ns.locate("pp_alloc").block != 0)};
+    return std::vector<long>{long(in_a_mapped_segment(c.data())), long(cadre::detail::NamespaceAccess::locate(ns, "pp_alloc").block != 0)};
   });
   for (const auto& w : where) EXPECT_EQ(w, (std::vector<long>{1, 1}));
   const Eigen::MatrixXd g = all.gather<Eigen::MatrixXd>("pp_alloc");

@@ -456,7 +456,7 @@ TEST_F(eigen_scatter, then_gather_returns_vectors_and_row_vectors_split_into_seg
 
 TEST_F(eigen_scatter, leaves_each_engines_row_block_readable_in_place_in_the_segment) {
   std::srand(15);
-  // 250 x 37 doubles per engine: more than Namespace::kBlockThreshold, so a segment block.
+  // 250 x 37 doubles per engine: more than the namespace's block threshold (64 KiB), so a segment block.
   const Eigen::MatrixXd A = Eigen::MatrixXd::Random(1000, 37);
   all().scatter("A", A).get();
   // Per engine: {data() in the segment, rows, cols, view == ns.get copy}.

@@ -18,6 +18,11 @@
 
 namespace cadre {
 
+class Namespace;
+namespace detail {
+struct NamespaceAccess;
+}  // namespace detail
+
 /// The values held by one engine, by name. Only code running on that engine touches it (engine-side
 /// functions receive it as `cadre::Namespace&`, or call `cadre::this_engine::ns()`).
 ///
@@ -164,7 +169,10 @@ class Namespace {
     values_.clear();
   }
 
-  // ---- used by the engine loop --------------------------------------------------------------
+ private:
+  friend struct detail::NamespaceAccess;
+
+  // ---- for the engine loop (detail::NamespaceAccess) -----------------------------------------
 
   static constexpr std::size_t kBlockThreshold = 64 * 1024;
 
@@ -220,7 +228,6 @@ class Namespace {
 
   detail::TypedView typed(std::string_view name) const { return find_or_throw(name).typed(); }
 
- private:
   struct Stored {
     std::vector<std::byte> local;  // the typed value, when held in engine memory (operator new aligns to 16)
     std::uint64_t block = 0;       // else the shared block holding it
@@ -316,5 +323,27 @@ class Namespace {
   int id_ = -1;
   std::map<std::string, Stored, std::less<>> values_;
 };
+
+namespace detail {
+
+/// What the engine loop (and the tests of it) do to a Namespace beyond the public API: take over
+/// segment blocks that records carry, store received bytes, and find a value's bytes for pull.
+struct NamespaceAccess {
+  static constexpr std::size_t kBlockThreshold = Namespace::kBlockThreshold;
+  using Location = Namespace::Location;
+  static void adopt_block(Namespace& ns, std::string_view name, std::uint64_t block, std::size_t at, std::size_t len) {
+    ns.adopt_block(name, block, at, len);
+  }
+  static void adopt_view(Namespace& ns, std::string_view name, std::uint64_t block, std::uint64_t type_hash, std::string type,
+                         std::span<const std::byte> elements, std::uint64_t count) {
+    ns.adopt_view(name, block, type_hash, std::move(type), elements, count);
+  }
+  static void store_bytes(Namespace& ns, std::string_view name, std::span<const std::byte> typed_bytes) {
+    ns.store_bytes(name, typed_bytes);
+  }
+  static Location locate(const Namespace& ns, std::string_view name) { return ns.locate(name); }
+};
+
+}  // namespace detail
 
 }  // namespace cadre

@@ -165,7 +165,7 @@ void pull_or_erase(std::span<const std::byte> in) {
   detail::Reader r(in);
   const auto name = r.str(4096);
   auto& ns = fuzz_namespace();
-  (void)ns.locate(name);  // name_error for anything but the names set above
+  (void)cadre::detail::NamespaceAccess::locate(ns, name);  // name_error for anything but the names set above
 }
 
 void push_inline(std::span<const std::byte> in) {
@@ -173,8 +173,8 @@ void push_inline(std::span<const std::byte> in) {
   const auto name = std::string(r.str(4096));
   r.align(16);
   cadre::Namespace ns;
-  ns.store_bytes(name, in.subspan(r.pos()));
-  const auto where = ns.locate(name);
+  cadre::detail::NamespaceAccess::store_bytes(ns, name, in.subspan(r.pos()));
+  const auto where = cadre::detail::NamespaceAccess::locate(ns, name);
   (void)where;
   (void)ns.type_of(name);
   tolerate([&] { (void)ns.get<std::vector<double>>(name); });

@@ -257,7 +257,7 @@ class Engine {
       result_.clear();
       head_.clear();
       error_payload({"the block of load-balanced task " + std::to_string(h.task_id) + " does not belong to its client"});
-      complete(c, h, Status::decode_error, now_ns(), 0, 0);
+      complete(c, h, Status::decode_error, now_ns(), Reply{});
       return false;
     }
     return run;
@@ -288,29 +288,24 @@ class Engine {
     return {seg_.block_data(h.block), h.len};
   }
 
+  /// Where a reply's payload is: result_ (posted inline, or copied into a block by complete()), or
+  /// left in place in a namespace block (block != 0: `len` bytes at `at`, pinned for the client).
+  struct Reply {
+    std::uint64_t block = 0;
+    std::uint32_t at = 0;
+    std::size_t len = 0;
+  };
+
+  /// Runs one record of client c and posts its completion. Never throws: a failure is the task's error.
   void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
-    const std::uint32_t client_gen = seg_.client(c).generation.load(std::memory_order_acquire);
-    if ((!balanced && h.engine_gen != generation_) || h.client_gen != client_gen ||
-        seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) {
-      // Sent to an earlier incarnation of this engine, or by a client that has gone: drop it, and the
-      // block references it carried — except blocks of an earlier incarnation, which the launcher
-      // already reclaimed when it reaped that engine (they may belong to new values by now).
-      if (h.block && (balanced || h.engine_gen == generation_)) release_quietly(h.block, kNsRef);
-      if (h.kind == RecordKind::scatter_view) {
-        try {
-          Reader r(payload(h, slot));
-          r.str(4096);
-          release_quietly(r.get<std::uint64_t>(), kNsRef);
-        } catch (...) {
-        }
-      }
+    if (is_stale(c, h, balanced)) {
+      drop_stale(h, slot, balanced);
       return;
     }
     result_.clear();
     head_.clear();
     Status status = Status::ok;
-    std::uint64_t reply_block = 0;
-    std::uint32_t reply_at = 0;
+    Reply reply;
     const std::uint64_t started = task_now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
     me_.current_task.store(h.task_id, std::memory_order_release);
@@ -318,89 +313,126 @@ class Engine {
     try {
       if (balanced && h.deadline_ns && started > h.deadline_ns)
         throw timeout_error("task " + std::to_string(h.task_id) + " did not start before its deadline (LoadBalancedView::timeout)");
-      const auto data = payload(h, slot);
-      switch (h.kind) {
-        case RecordKind::apply:
-          if (!run_interruptible(data)) {
-            result_.clear();
-            throw aborted_error("task " + std::to_string(h.task_id) + " was interrupted on engine " + std::to_string(id_) +
-                                " (AsyncResult::abort)");
-          }
-          break;
-        case RecordKind::push: block_consumed = run_push(h, slot, data); break;
-        case RecordKind::pull: {
-          Reader r(data);
-          const auto name = r.str(4096);
-          const auto where = ns_.locate(name);
-          if (where.raw_count) {
-            // A slice of a shared array has no header in front: send a copy with one.
-            const std::uint64_t n = where.raw_count == ~std::uint64_t(0) ? 0 : where.raw_count;
-            encode_raw_envelope(result_, where.value.type_hash, where.value.type, n, where.value.payload);
-          } else if (where.block && sizeof(std::uint64_t) + sizeof(std::uint32_t) + where.value.type.size() <= kInlineBytes) {
-            // The payload stays where it is: the client reads it in place, then drops this pin.
-            seg_.retain(where.block, kPin);
-            reply_block = where.block;
-            reply_at = std::uint32_t(where.at);
-            result_len_override_ = where.value.payload.size();
-            head_.clear();
-            put_type_head(head_, where.value.type_hash, where.value.type);
-          } else if (where.block) {
-            // A type name too long for the slot's inline head: send a copy of the whole envelope.
-            const std::size_t off = envelope_payload_offset(where.value.type.size());
-            result_.assign(off, std::byte{0});
-            const EnvelopeHeader eh{where.value.type_hash, std::uint32_t(where.value.type.size()), std::uint32_t(off),
-                                    where.value.payload.size()};
-            std::memcpy(result_.data(), &eh, sizeof eh);
-            std::memcpy(result_.data() + sizeof eh, where.value.type.data(), where.value.type.size());
-            result_.insert(result_.end(), where.value.payload.begin(), where.value.payload.end());
-          } else {
-            result_.assign(where.envelope.begin(), where.envelope.end());
-          }
-          break;
-        }
-        case RecordKind::erase: {
-          Reader r(data);
-          ns_.erase(r.str(4096));
-          break;
-        }
-        case RecordKind::names: encode_typed(ns_.names(), result_); break;
-        case RecordKind::scatter_view: run_scatter_view(data); break;
-        default: throw decode_error("unknown record kind " + std::to_string(unsigned(h.kind)));
-      }
-    } catch (const name_error& e) {
-      status = Status::name_error;
-      error_payload({e.name()});
-    } catch (const type_error& e) {
-      status = Status::type_error;
-      error_payload({e.stored(), e.requested(), e.what()});
-    } catch (const function_error& e) {
-      status = Status::function_error;
-      error_payload({e.what()});
-    } catch (const capacity_error& e) {
-      status = Status::capacity_error;
-      error_payload({e.what()});
-    } catch (const decode_error& e) {
-      status = Status::decode_error;
-      error_payload({e.what()});
-    } catch (const aborted_error& e) {
-      status = Status::aborted;
-      error_payload({e.what()});
-    } catch (const timeout_error& e) {
-      status = Status::timeout;
-      error_payload({e.what()});
-    } catch (const std::exception& e) {
-      status = Status::remote_error;
-      error_payload({current_exception_type(), e.what()});
+      block_consumed = run(h, slot, payload(h, slot), reply);
     } catch (...) {
-      status = Status::remote_error;
-      error_payload({current_exception_type(), "(an exception not derived from std::exception)"});
+      status = error_status();
     }
     if (h.block && !block_consumed) release_quietly(h.block, kNsRef);
     if (h.kind == RecordKind::apply) capture_.collect(out_, err_);
     // Only this engine writes it (readers only count): a plain increment, not a locked one.
     me_.tasks_done.store(me_.tasks_done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     me_.current_task.store(0, std::memory_order_relaxed);
-    complete(c, h, status, started, reply_block, reply_at);
+    complete(c, h, status, started, reply);
+  }
+
+  /// A record sent to an earlier incarnation of this engine, or by a client that has gone.
+  bool is_stale(std::uint32_t c, const RecordHead& h, bool balanced) const noexcept {
+    const ClientSlot& cs = seg_.client(c);
+    return (!balanced && h.engine_gen != generation_) || h.client_gen != cs.generation.load(std::memory_order_acquire) ||
+           cs.pid.load(std::memory_order_relaxed) <= 0;
+  }
+
+  /// Drops a stale record and the block references it carried — except blocks of an earlier
+  /// incarnation, which the launcher already reclaimed when it reaped that engine (they may belong to
+  /// new values by now).
+  void drop_stale(const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
+    if (h.block && (balanced || h.engine_gen == generation_)) release_quietly(h.block, kNsRef);
+    if (h.kind == RecordKind::scatter_view) {
+      try {
+        Reader r(payload(h, slot));
+        r.str(4096);
+        release_quietly(r.get<std::uint64_t>(), kNsRef);
+      } catch (...) {
+      }
+    }
+  }
+
+  /// Runs one record by its kind; the result goes to result_ (or reply). True when the namespace
+  /// adopted the record's block reference (push of a large value).
+  bool run(const RecordHead& h, const RingSlot& slot, std::span<const std::byte> data, Reply& reply) {
+    switch (h.kind) {
+      case RecordKind::apply:
+        if (!run_interruptible(data)) {
+          result_.clear();
+          throw aborted_error("task " + std::to_string(h.task_id) + " was interrupted on engine " + std::to_string(id_) +
+                              " (AsyncResult::abort)");
+        }
+        return false;
+      case RecordKind::push: return run_push(h, slot, data);
+      case RecordKind::pull: run_pull(data, reply); return false;
+      case RecordKind::erase: {
+        Reader r(data);
+        ns_.erase(r.str(4096));
+        return false;
+      }
+      case RecordKind::names: encode_typed(ns_.names(), result_); return false;
+      case RecordKind::scatter_view: run_scatter_view(data); return false;
+      default: throw decode_error("unknown record kind " + std::to_string(unsigned(h.kind)));
+    }
+  }
+
+  /// pull: [name]. A large value's payload stays where it is, pinned, and the client reads it in place;
+  /// anything else is copied into result_ as a typed value.
+  void run_pull(std::span<const std::byte> data, Reply& reply) {
+    Reader r(data);
+    const auto name = r.str(4096);
+    const auto where = NamespaceAccess::locate(ns_, name);
+    if (where.raw_count) {
+      // A slice of a shared array has no header in front: send a copy with one.
+      const std::uint64_t n = where.raw_count == ~std::uint64_t(0) ? 0 : where.raw_count;
+      encode_raw_envelope(result_, where.value.type_hash, where.value.type, n, where.value.payload);
+    } else if (where.block && sizeof(std::uint64_t) + sizeof(std::uint32_t) + where.value.type.size() <= kInlineBytes) {
+      // The payload stays where it is: the client reads it in place, then drops this pin.
+      seg_.retain(where.block, kPin);
+      reply = {where.block, std::uint32_t(where.at), where.value.payload.size()};
+      head_.clear();
+      put_type_head(head_, where.value.type_hash, where.value.type);
+    } else if (where.block) {
+      // A type name too long for the slot's inline head: send a copy of the whole envelope.
+      const std::size_t off = envelope_payload_offset(where.value.type.size());
+      result_.assign(off, std::byte{0});
+      const EnvelopeHeader eh{where.value.type_hash, std::uint32_t(where.value.type.size()), std::uint32_t(off),
+                              where.value.payload.size()};
+      std::memcpy(result_.data(), &eh, sizeof eh);
+      std::memcpy(result_.data() + sizeof eh, where.value.type.data(), where.value.type.size());
+      result_.insert(result_.end(), where.value.payload.begin(), where.value.payload.end());
+    } else {
+      result_.assign(where.envelope.begin(), where.envelope.end());
+    }
+  }
+
+  /// The status of the exception being handled, with its error payload in result_.
+  Status error_status() noexcept {
+    try {
+      throw;
+    } catch (const name_error& e) {
+      error_payload({e.name()});
+      return Status::name_error;
+    } catch (const type_error& e) {
+      error_payload({e.stored(), e.requested(), e.what()});
+      return Status::type_error;
+    } catch (const function_error& e) {
+      error_payload({e.what()});
+      return Status::function_error;
+    } catch (const capacity_error& e) {
+      error_payload({e.what()});
+      return Status::capacity_error;
+    } catch (const decode_error& e) {
+      error_payload({e.what()});
+      return Status::decode_error;
+    } catch (const aborted_error& e) {
+      error_payload({e.what()});
+      return Status::aborted;
+    } catch (const timeout_error& e) {
+      error_payload({e.what()});
+      return Status::timeout;
+    } catch (const std::exception& e) {
+      error_payload({current_exception_type(), e.what()});
+      return Status::remote_error;
+    } catch (...) {
+      error_payload({current_exception_type(), "(an exception not derived from std::exception)"});
+      return Status::remote_error;
+    }
   }
 
   /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
@@ -525,17 +557,17 @@ class Engine {
       Reader names({slot.data, h.aux});
       const auto name = names.str(4096);
       parse_typed(data);  // validate before adopting
-      if (data.size() >= Namespace::kBlockThreshold) {
-        ns_.adopt_block(name, h.block, 0, data.size());
+      if (data.size() >= NamespaceAccess::kBlockThreshold) {
+        NamespaceAccess::adopt_block(ns_, name, h.block, 0, data.size());
         return true;
       }
-      ns_.store_bytes(name, data);
+      NamespaceAccess::store_bytes(ns_, name, data);
       return false;
     }
     Reader r(data);
     const auto name = r.str(4096);
     r.align(16);
-    ns_.store_bytes(name, data.subspan(r.pos()));
+    NamespaceAccess::store_bytes(ns_, name, data.subspan(r.pos()));
     return false;
   }
 
@@ -552,7 +584,7 @@ class Engine {
       release_quietly(block, kNsRef);
       throw decode_error("scatter view outside its block");
     }
-    ns_.adopt_view(name, block, type.type_hash, std::string(type.type), {seg_.block_data(block) + at, count * elem}, count);
+    NamespaceAccess::adopt_view(ns_, name, block, type.type_hash, std::string(type.type), {seg_.block_data(block) + at, count * elem}, count);
   }
 
   void error_payload(std::initializer_list<std::string_view> ss) {
@@ -574,8 +606,9 @@ class Engine {
   }
 
   /// Posts a completion to client c, waiting for room if the client is slow to drain.
-  void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, std::uint64_t block,
-                std::uint32_t at) noexcept {
+  void complete(std::uint32_t c, const RecordHead& h, Status status, std::uint64_t started, const Reply& reply) noexcept {
+    std::uint64_t block = reply.block;
+    std::uint32_t at = reply.at;
     // Announce the completion before checking that the client is still there: whoever retires the
     // slot bumps its generation and then waits for `completing` to clear (Segment::retire_client).
     me_.completing.store(c + 1, std::memory_order_seq_cst);
@@ -589,14 +622,13 @@ class Engine {
       if (block) release_quietly(block, kPin);
       out_.clear();
       err_.clear();
-      result_len_override_ = 0;
       return;
     }
     const bool output = !block && (!out_.empty() || !err_.empty());
     if (output) put_output_trailer(result_, out_, err_);
     out_.clear();
     err_.clear();
-    std::size_t len = block ? result_len_override_ : result_.size();
+    std::size_t len = block ? reply.len : result_.size();
     try {
       if (!block && len > kInlineBytes) {
         block = seg_.alloc_block(len, client_tag(c), kPin);
@@ -617,7 +649,6 @@ class Engine {
       if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen || client <= 0 ||
           ((spins & 1023) == 1023 && !process_alive(client))) {
         if (block) release_quietly(block, kPin);
-        result_len_override_ = 0;
         return;  // the client went away
       }
       if (spins < 64) cpu_relax();
@@ -641,7 +672,6 @@ class Engine {
     s->client_gen = h.client_gen;
     completions_[c].publish();
     woke_client_ |= doorbell_of(seg_.client(c)).ring();
-    result_len_override_ = 0;
   }
 
   Segment seg_;
@@ -657,7 +687,6 @@ class Engine {
   OutputCapture capture_;
   std::string out_, err_;
   std::vector<std::byte> head_;  // type head of a split reply (payload in a block)
-  std::size_t result_len_override_ = 0;
   std::uint32_t generation_ = 0;
   pid_t launcher_ = 0;
   bool woke_client_ = false;  // a completion woke a sleeping client: spin the whole budget for its next command
