@@ -65,7 +65,7 @@ class AsyncResult {
   }
 
   /// True when every task has finished (successfully or not).
-  bool ready() const {
+  [[nodiscard]] bool ready() const {
     for (const auto& t : all_tasks())
       if (!t->is_done()) return false;
     return true;
@@ -78,7 +78,7 @@ class AsyncResult {
 
   /// Waits at most `timeout`; true when ready.
   template <class Rep, class Period>
-  bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+  [[nodiscard]] bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     const std::uint64_t deadline = detail::now_ns() + std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
     for (const auto& t : all_tasks())
       if (!core().wait(*t, deadline)) return false;

@@ -27,7 +27,7 @@ struct ScatterOptions {
 ///     std::vector<pid_t> pids = all.apply_sync(::getpid);
 ///     all["a"] = 5;
 ///     std::vector<int> a = all.pull<int>("a");   // {5, 5, 5, 5}
-class DirectView : public detail::BasicView<false> {
+class DirectView : public BasicView<false> {
  public:
   DirectView() = default;
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<int> ids) : BasicView(detail::Targets(std::move(core), std::move(ids))) {}

@@ -15,7 +15,7 @@ namespace cadre {
 ///     pid_t p = e0.apply_sync(::getpid);
 ///     e0["a"] = 9;
 ///     int a = e0.pull<int>("a");
-class EngineView : public detail::BasicView<true> {
+class EngineView : public BasicView<true> {
  public:
   EngineView() = default;
   EngineView(std::shared_ptr<detail::ClientCore> core, int id) : BasicView(detail::Targets(std::move(core), {id})) {}

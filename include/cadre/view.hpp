@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace cadre::detail {
+namespace cadre {
 
 /// The operations of a view. Single = true: one engine, results are single values (EngineView);
 /// Single = false: many engines, results are std::vector in the order of the view's targets (DirectView).
@@ -19,80 +19,62 @@ template <bool Single>
 class BasicView {
  public:
   template <class R>
-  using result_t = std::conditional_t<Single, R, many_t<R>>;
+  using result_t = std::conditional_t<Single, R, detail::many_t<R>>;
 
   /// When true, apply/execute/push/erase wait for their result and rethrow errors before returning.
   bool block = false;
 
   BasicView() = default;
-  explicit BasicView(Targets t) : t_(std::move(t)) {}
+  explicit BasicView(detail::Targets t) : t_(std::move(t)) {}
 
   /// Calls f(args...) on every engine of the view; `cadre::ref("x")` arguments are read from each
   /// engine's namespace. A function whose first parameter is `cadre::Namespace&` receives the engine's.
   template <class F, class... Args>
-  AsyncResult<result_t<call_result_t<F, Args...>>> apply_async(F&& f, Args&&... args) const {
-    using R = call_result_t<F, Args...>;
+  AsyncResult<result_t<detail::call_result_t<F, Args...>>> apply_async(F&& f, Args&&... args) const {
+    using R = detail::call_result_t<F, Args...>;
     if constexpr (Single) {
       // One engine: the task is allocated with its result, as a load-balanced apply_async does (after
       // encoding, so that the task's submission time does not count it).
-      const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-      auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), single<R>("result"));
+      const auto record = detail::apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
+      auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), detail::single<R>("result"));
       t_.send_apply(std::move(made.second), record);
       return std::move(made.first);
     } else {
-      return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", ErrorPolicy::composite);
+      return make<R>(t_.apply(std::forward<F>(f), std::forward<Args>(args)...), "result", detail::ErrorPolicy::composite);
     }
   }
 
   /// Calls f(args...) and waits for the result(s).
   template <class F, class... Args>
-  result_t<call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
+  result_t<detail::call_result_t<F, Args...>> apply_sync(F&& f, Args&&... args) const {
     // The hot round trip: results read once, right here, need no AsyncResult (its once-only value
     // protocol, its reference to the client) and, when this thread may drain completions itself, no
     // task on the heap either (ClientCore::run): the tasks live in this frame (up to 8 engines), are
     // waited on and combined directly.
-    using R = call_result_t<F, Args...>;
-    const auto record = apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-    ClientCore& core = *t_.core();
-    const std::vector<int>& ids = t_.ids();
-    if constexpr (Single) (void)ids.at(0);  // an EngineView names its engine
-    constexpr std::size_t kOnStack = Single ? 1 : 8;
-    std::array<TaskState, kOnStack> local;
-    std::array<Task, kOnStack> local_handles;
-    std::unique_ptr<TaskState[]> heap;
-    std::vector<Task> heap_handles;
-    if (ids.size() > kOnStack) {
-      heap = std::make_unique<TaskState[]>(ids.size());
-      heap_handles.resize(ids.size());
-    }
-    const std::span<TaskState> sts(heap ? heap.get() : local.data(), ids.size());
-    const std::span<Task> tasks(heap ? heap_handles.data() : local_handles.data(), ids.size());
-    if (core.run(sts, ids, RecordKind::apply, record)) {
-      for (std::size_t i = 0; i < sts.size(); ++i) tasks[i] = Task(Task(), &sts[i]);  // own nothing: sts outlives them
-    } else {
-      for (std::size_t i = 0; i < ids.size(); ++i) tasks[i] = core.submit(std::uint32_t(ids[i]), RecordKind::apply, 0, record);
-      for (const Task& t : tasks) core.wait(*t);
-    }
-    return combiner<R>("result", ErrorPolicy::composite)(std::span<const Task>(tasks));
+    using R = detail::call_result_t<F, Args...>;
+    const auto record = detail::apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
+    if constexpr (Single) (void)t_.ids().at(0);  // an EngineView names its engine
+    return detail::run_and_combine<Single ? 1 : 8>(*t_.core(), t_.ids(), record,
+                                                   combiner<R>("result", detail::ErrorPolicy::composite));
   }
 
   /// apply_async, or apply_sync's waiting when `block` is set (the result is then ready).
   template <class F, class... Args>
-  AsyncResult<result_t<call_result_t<F, Args...>>> apply(F&& f, Args&&... args) const {
+  AsyncResult<result_t<detail::call_result_t<F, Args...>>> apply(F&& f, Args&&... args) const {
     return blocking(apply_async(std::forward<F>(f), std::forward<Args>(args)...));
   }
 
   /// Runs f(cadre::Namespace&) on every engine of the view.
   template <class F>
   AsyncResult<void> execute(F&& f) const {
-    static_assert(call_traits<F>::takes_ns, "cadre: execute() takes a function of (cadre::Namespace&)");
-    return blocking(make<void>(t_.apply(std::forward<F>(f)), "execute", ErrorPolicy::composite));
+    static_assert(detail::call_traits<F>::takes_ns, "cadre: execute() takes a function of (cadre::Namespace&)");
+    return blocking(make<void>(t_.apply(std::forward<F>(f)), "execute", detail::ErrorPolicy::composite));
   }
 
   /// Sets name = value in every engine's namespace.
   template <class T>
   AsyncResult<void> push(std::string_view name, const T& value) const {
-    return blocking(make<void>(t_.push(name, value), "push", ErrorPolicy::first));
+    return blocking(make<void>(t_.push(name, value), "push", detail::ErrorPolicy::first));
   }
 
   /// The value of name on the engine(s), as T. Throws name_error (naming the engine) or type_error.
@@ -103,17 +85,17 @@ class BasicView {
 
   template <class T>
   AsyncResult<result_t<T>> pull_async(std::string_view name) const {
-    return make<T>(t_.named(RecordKind::pull, name), "value '" + std::string(name) + "'", ErrorPolicy::first);
+    return make<T>(t_.named(detail::RecordKind::pull, name), "value '" + std::string(name) + "'", detail::ErrorPolicy::first);
   }
 
   /// Removes name from the engines' namespaces (absent names are ignored).
   AsyncResult<void> erase(std::string_view name) const {
-    return blocking(make<void>(t_.named(RecordKind::erase, name), "erase", ErrorPolicy::first));
+    return blocking(make<void>(t_.named(detail::RecordKind::erase, name), "erase", detail::ErrorPolicy::first));
   }
 
   /// The names defined on each engine.
   result_t<std::vector<std::string>> names() const {
-    return make<std::vector<std::string>>(t_.simple(RecordKind::names), "names", ErrorPolicy::first).get();
+    return make<std::vector<std::string>>(t_.simple(detail::RecordKind::names), "names", detail::ErrorPolicy::first).get();
   }
 
   /// `view["a"] = 5` pushes a value.
@@ -145,13 +127,13 @@ class BasicView {
  protected:
   /// What combines the view's tasks into its result: a single value, or one per engine.
   template <class R, class Label>
-  static auto combiner(Label what, ErrorPolicy policy) {
-    if constexpr (Single) return single<R>(std::move(what));
-    else return each<R>(std::move(what), policy);
+  static auto combiner(Label what, detail::ErrorPolicy policy) {
+    if constexpr (Single) return detail::single<R>(std::move(what));
+    else return detail::each<R>(std::move(what), policy);
   }
 
   template <class R, class Label>
-  AsyncResult<result_t<R>> make(std::vector<Task> tasks, Label what, ErrorPolicy policy) const {
+  AsyncResult<result_t<R>> make(std::vector<detail::Task> tasks, Label what, detail::ErrorPolicy policy) const {
     return AsyncResult<result_t<R>>(t_.core(), std::move(tasks), combiner<R>(std::move(what), policy));
   }
 
@@ -161,7 +143,7 @@ class BasicView {
     return ar;
   }
 
-  Targets t_;
+  detail::Targets t_;
 };
 
-}  // namespace cadre::detail
+}  // namespace cadre

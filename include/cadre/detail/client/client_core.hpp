@@ -162,7 +162,7 @@ class ClientCore {
   /// False when it is running or finished.
   /// Aborts a task. A queued one never runs; a running one is interrupted (its engine jumps out of it
   /// and serves on; get() throws aborted_error). False when it already finished.
-  bool abort(TaskState& t) {
+  [[nodiscard]] bool abort(TaskState& t) {
     if (t.is_done()) return false;
     if (t.balanced) {
       if (t.queued ? t_->cancel_balanced(t.queue, t.pos) : remove_deferred(t)) {

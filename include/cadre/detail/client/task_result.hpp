@@ -7,7 +7,9 @@
 #include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
 
+#include <array>
 #include <exception>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -118,5 +120,29 @@ auto single(Label what) {
 
 template <class R>
 using many_t = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
+/// Sends one apply record to each engine of `ids`, waits for all, and combines their tasks. The tasks
+/// live in the caller's frame (up to OnStack of them) when this thread may drain completions itself
+/// (ClientCore::run): the hot round trip then allocates nothing and needs no AsyncResult.
+template <std::size_t OnStack, class Combine>
+auto run_and_combine(ClientCore& core, const std::vector<int>& ids, std::span<const std::byte> record, Combine&& combine) {
+  std::array<TaskState, OnStack> local;
+  std::array<Task, OnStack> local_handles;
+  std::unique_ptr<TaskState[]> heap;
+  std::vector<Task> heap_handles;
+  if (ids.size() > OnStack) {
+    heap = std::make_unique<TaskState[]>(ids.size());
+    heap_handles.resize(ids.size());
+  }
+  const std::span<TaskState> sts(heap ? heap.get() : local.data(), ids.size());
+  const std::span<Task> tasks(heap ? heap_handles.data() : local_handles.data(), ids.size());
+  if (core.run(sts, ids, RecordKind::apply, record)) {
+    for (std::size_t i = 0; i < sts.size(); ++i) tasks[i] = Task(Task(), &sts[i]);  // own nothing: sts outlives them
+  } else {
+    for (std::size_t i = 0; i < ids.size(); ++i) tasks[i] = core.submit(std::uint32_t(ids[i]), RecordKind::apply, 0, record);
+    for (const Task& t : tasks) core.wait(*t);
+  }
+  return combine(std::span<const Task>(tasks));
+}
 
 }  // namespace cadre::detail

@@ -95,7 +95,7 @@ class Transport {
   /// the engine was found dead (the task cannot be sent to it). `head` is copied; `body`, if given, came
   /// from allocate(e): the engine owns it once this returns `sent`, nobody needs it after
   /// `engine_gone` (it is freed), and it is still the caller's after `full`.
-  virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
+  [[nodiscard]] virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
                               std::span<const std::byte> head, const OutBlock* body) = 0;
   /// Hands every completion that has arrived to f; returns how many.
   virtual std::size_t poll(CompletionSink f) = 0;
@@ -111,10 +111,10 @@ class Transport {
   virtual std::uint32_t balanced_queue(std::uint64_t engine_mask) = 0;
   /// Queues a task on queue q; false when q is full. `deadline_ns` (0: none): an engine that takes
   /// it later fails it with a timeout instead of running it. Sets pos to its position in q.
-  virtual bool try_send_balanced(std::uint32_t q, std::uint64_t task, RecordKind kind, std::uint32_t aux,
+  [[nodiscard]] virtual bool try_send_balanced(std::uint32_t q, std::uint64_t task, RecordKind kind, std::uint32_t aux,
                                  std::span<const std::byte> head, std::uint64_t deadline_ns, std::uint64_t& pos) = 0;
   /// Aborts the queued task at (q, pos): true if no engine had started it (it never will).
-  virtual bool cancel_balanced(std::uint32_t q, std::uint64_t pos) = 0;
+  [[nodiscard]] virtual bool cancel_balanced(std::uint32_t q, std::uint64_t pos) = 0;
   /// Frees the slot of a task taken by an engine that died before freeing it.
   virtual void release_balanced(std::uint32_t q, std::uint64_t pos) = 0;
   /// Positions below this have been taken by engines.

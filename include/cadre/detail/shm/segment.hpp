@@ -323,7 +323,7 @@ class Segment {
 
   /// Takes the block at `off` back from owner tag `from` to `to`, unless reclaim() has taken (or freed)
   /// it first. True if it is the caller's again.
-  bool take_back(std::uint64_t off, std::uint32_t from, std::uint32_t to) const noexcept {
+  [[nodiscard]] bool take_back(std::uint64_t off, std::uint32_t from, std::uint32_t to) const noexcept {
     const auto& h = header();
     if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0) return false;
     const std::uint64_t first = (off - h.heap_off) / kPageSize;
