@@ -1,7 +1,7 @@
 // src/engine_main.cpp — cadre-engine: the generic engine that `cadre start` runs when no --engine is given.
 //
 // It serves C functions with numeric signatures from any shared library (through libffi) and
-// functions that shared libraries export with CADRE_EXPORT; see cadre/function_ref.hpp.
+// functions that shared libraries export with CADRE_EXPORT; see cadre/export.hpp.
 #include <cadre/cadre.hpp>
 
 #include <cstdio>

@@ -17,9 +17,10 @@
 #include <cadre/engine.hpp>
 #include <cadre/engine_view.hpp>
 #include <cadre/errors.hpp>
-#include <cadre/function_ref.hpp>
+#include <cadre/export.hpp>
 #include <cadre/load_balanced_view.hpp>
 #include <cadre/namespace.hpp>
+#include <cadre/ref.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>
 #include <cadre/this_engine.hpp>

@@ -11,8 +11,8 @@
 //   4  get_code_ref, repeatedly              (code references of apply records)
 //   5  pull / erase record                   (the engine's Reader over the name)
 //   6  push record (inline)                  (name, align, Namespace::store_bytes, then get/view)
-//   7  apply record, mode 0                  (code refs, callable, then real thunks decode the args)
-//   8  apply record, mode 1 (ffi)            (as call_through_ffi, minus resolve() and ffi_call)
+//   7  apply record, thunk form              (read_apply_record, then real thunks decode the args)
+//   8  apply record, ffi form                (read_apply_record, then as call_through_ffi minus resolve() and ffi_call)
 //   9  scatter_view record                   (name, block/at/count/elem, typed_from_head)
 //  10  gather                                (gather_into / gather_eigen over 1-4 completions)
 //
@@ -22,10 +22,13 @@
 #include <cadre/async_result.hpp>
 #include <cadre/codec.hpp>
 #include <cadre/detail/client/data_plane.hpp>
+#include <cadre/detail/wire/apply_record.hpp>
+#include <cadre/detail/wire/call.hpp>
+#include <cadre/detail/wire/code_ref.hpp>
 #include <cadre/detail/wire/ffi_call.hpp>
 #include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
-#include <cadre/function_ref.hpp>
+#include <cadre/ref.hpp>
 #include <cadre/namespace.hpp>
 
 #include <Eigen/Core>
@@ -186,19 +189,14 @@ void push_inline(std::span<const std::byte> in) {
   ns.erase(name);
 }
 
-/// The engine's run_apply for mode 0, with resolve() replaced by a choice among known thunks.
-void apply_mode0(std::span<const std::byte> in) {
-  detail::Reader r(in);
-  const auto mode = r.get<std::uint8_t>();
-  if (mode != 0) throw cadre::decode_error("unknown call mode");
-  const detail::CodeRef thunk_ref = detail::get_code_ref(r);
-  const bool has_fn = r.get<std::uint8_t>() != 0;
-  if (has_fn) (void)detail::get_code_ref(r);
-  const auto callable_len = r.get<std::uint32_t>();
-  const auto callable = r.take(callable_len);
-  r.align(16);
+/// The engine's run_apply for the thunk form, with resolve() replaced by a choice among known thunks.
+void apply_thunk_form(std::span<const std::byte> in) {
+  const detail::ApplyRecord rec = detail::read_apply_record(in);
+  if (rec.mode != detail::CallMode::thunk) throw cadre::decode_error("not the thunk form");
+  const detail::CodeRef thunk_ref = detail::code_ref_of(rec.thunk);
+  if (!rec.fn.empty()) (void)detail::code_ref_of(rec.fn);
   Bytes result;
-  detail::CallFrame frame{nullptr, callable, in.subspan(r.pos()), &fuzz_namespace(), &result};
+  detail::CallFrame frame{nullptr, rec.callable, rec.args, &fuzz_namespace(), &result};
   switch (thunk_ref.offset % 4) {
     case 0: frame.fn = reinterpret_cast<void*>(&fn_values); thunk_for<&fn_values>()(frame); break;
     case 1: frame.fn = reinterpret_cast<void*>(&fn_ns); thunk_for<&fn_ns>()(frame); break;
@@ -208,33 +206,29 @@ void apply_mode0(std::span<const std::byte> in) {
   if (!result.empty()) (void)detail::parse_typed(result);  // what the thunk wrote must parse
 }
 
-/// call_through_ffi up to the call: code ref, type codes, then each argument through get_arg<T>.
+/// call_through_ffi up to the call: the record, then each argument through get_arg<T>.
 void apply_ffi(std::span<const std::byte> in) {
-  detail::Reader r(in);
-  if (r.get<std::uint8_t>() != 1) throw cadre::decode_error("unknown call mode");
-  (void)detail::get_code_ref(r);
-  const auto ret = detail::FfiType(r.get<std::uint8_t>());
-  const auto n = r.get<std::uint8_t>();
-  if (n > 16) throw cadre::decode_error("too many ffi arguments");
-  detail::FfiType codes[16];
-  for (unsigned i = 0; i < n; ++i) codes[i] = detail::FfiType(r.get<std::uint8_t>());
-  r.align(16);
-  const auto args = in.subspan(r.pos());
+  const detail::ApplyRecord rec = detail::read_apply_record(in);
+  if (rec.mode != detail::CallMode::ffi) throw cadre::decode_error("not the ffi form");
+  (void)detail::code_ref_of(rec.fn);
+  const std::size_t n = rec.ffi_params.size();
+  if (n > detail::kMaxFfiParams) std::abort();
+  const auto args = rec.args;
   detail::Reader ar(args);
   if (ar.get<std::uint32_t>() != n) throw cadre::decode_error("wrong number of arguments");
-  detail::FfiValue values[16]{};
-  ffi_type* types[16];
-  for (unsigned i = 0; i < n; ++i) {
-    detail::with_ffi_type(codes[i], [&]<class T>(std::type_identity<T>) {
+  detail::FfiValue values[detail::kMaxFfiParams]{};
+  ffi_type* types[detail::kMaxFfiParams];
+  for (std::size_t i = 0; i < n; ++i) {
+    detail::with_ffi_type(rec.ffi_param(i), [&]<class T>(std::type_identity<T>) {
       if constexpr (std::is_void_v<T>) throw cadre::decode_error("void parameter");
       else {
         T v = detail::get_arg<T>(ar, args, fuzz_namespace(), i);
         std::memcpy(&values[i], &v, sizeof v);
       }
     });
-    types[i] = detail::ffi_type_of(codes[i]);
+    types[i] = detail::ffi_type_of(rec.ffi_param(i));
   }
-  (void)detail::ffi_type_of(ret);
+  (void)detail::ffi_type_of(rec.ffi_result);
   (void)types;
 }
 
@@ -280,7 +274,7 @@ void run(std::uint8_t selector, std::span<const std::byte> in) {
     case 4: return code_refs(in);
     case 5: return pull_or_erase(in);
     case 6: return push_inline(in);
-    case 7: return apply_mode0(in);
+    case 7: return apply_thunk_form(in);
     case 8: return apply_ffi(in);
     case 9: return scatter_view(in);
     case 10: return gather(in);
@@ -379,14 +373,11 @@ int main(int argc, char** argv) {
   for (std::uint64_t which = 0; which < 4; ++which) {
     Bytes b;
     detail::Writer w(b);
-    w.put(std::uint8_t(0));
-    detail::put_code_ref(w, some_ref(which));
-    w.put(std::uint8_t(which != 3));
-    if (which != 3) detail::put_code_ref(w, some_ref(0x99));
+    const detail::CodeRef fn = some_ref(0x99);
     const Callable c{5};
-    w.put(std::uint32_t(which == 3 ? sizeof c : 0));
-    if (which == 3) w.bytes(&c, sizeof c);
-    w.align(16);
+    if (which != 3) detail::put_thunk_call_head(w, some_ref(which), &fn, {});
+    else detail::put_thunk_call_head(w, some_ref(which), nullptr, std::as_bytes(std::span(&c, 1)));
+    w.align(detail::kArgsAlign);
     switch (which) {
       case 0:
         detail::put_args<std::tuple<std::vector<double>, std::string, std::map<std::string, int>>>(
@@ -407,8 +398,7 @@ int main(int argc, char** argv) {
   {  // 8: an ffi call double(double, i32)
     Bytes b;
     detail::Writer w(b);
-    w.put(std::uint8_t(1));
-    detail::ffi_writer<double, std::tuple<double, int>>::put(w, some_ref(0x10), 2.5, 7);
+    detail::ffi_call_writer<double, std::tuple<double, int>>::put(w, some_ref(0x10), 2.5, 7);
     seed(d, 8, b);
   }
   {  // 9: scatter_view "part" of a block

@@ -489,12 +489,13 @@ TEST(corrupt_records, an_engine_answers_malformed_records_with_errors_and_keeps_
 
     std::vector<std::byte> rec;
     cadre::detail::Writer w(rec);
-    w.put(std::uint8_t(0));
     cadre::detail::CodeRef unknown;
     unknown.id.len = 20;
     unknown.id.bytes.fill(0xee);  // no module has this build-id
     unknown.offset = 0x1000;
-    cadre::detail::put_code_ref(w, unknown);
+    cadre::detail::put_thunk_call_head(w, unknown, &unknown, {});
+    w.align(cadre::detail::kArgsAlign);
+    w.put(std::uint32_t(0));  // no arguments
     raw.send(7, apply, rec);
     EXPECT_EQ(raw.completion(7), function);
   }

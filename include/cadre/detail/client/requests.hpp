@@ -3,12 +3,14 @@
 
 #include <cadre/detail/client/task_result.hpp>
 #include <cadre/detail/client/client_core.hpp>
-#include <cadre/detail/client/transport.hpp>
-#include <cadre/detail/wire/ffi_call.hpp>
-#include <cadre/detail/wire/module_ref.hpp>
-#include <cadre/detail/wire/map_call.hpp>
 #include <cadre/detail/client/partition.hpp>
-#include <cadre/function_ref.hpp>
+#include <cadre/detail/client/transport.hpp>
+#include <cadre/detail/wire/apply_record.hpp>
+#include <cadre/detail/wire/args.hpp>
+#include <cadre/detail/wire/call.hpp>
+#include <cadre/detail/wire/exports.hpp>
+#include <cadre/detail/wire/map_call.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
 
 #include <memory>
 #include <string_view>
@@ -23,72 +25,13 @@ inline void check_name(std::string_view name) {
                                 "': names are 1 to 128 bytes long");
 }
 
-/// The CodeRef of one thunk, located once.
-template <Thunk th>
-const CodeRef& thunk_ref() {
-  static const CodeRef r = locate(reinterpret_cast<const void*>(th), "cadre's call thunk");
-  return r;
-}
-
-/// The CodeRef of a function pointer, located once per thread and pointer (dladdr is slow).
-inline const CodeRef& function_code_ref(const void* p) {
-  thread_local std::unordered_map<const void*, CodeRef> cache;
-  auto it = cache.find(p);
-  if (it == cache.end()) it = cache.emplace(p, locate(p, describe_function(p))).first;
-  return it->second;
-}
-
-/// Writes the callable part of an apply record: thunk `own`, then the function or the callable's bytes.
-/// When the engines run another program, `fallback` may name an exported thunk (CADRE_EXPORT) instead.
-template <Thunk own, class F>
-void put_callable(Writer& w, bool same_program, Thunk fallback, const Transport& where, const F& f) {
-  using Fn = std::decay_t<F>;
-  if constexpr (std::is_pointer_v<Fn>) {
-    // The bytes depend only on (pointer, same_program, fallback): the last ones are kept per thread, and
-    // a loop of applies of one function appends them at once. Writing them field by field was a sixth
-    // of the client's instructions per load-balanced apply_async (callgrind of bench/lb_bench.cpp).
-    // They are kept padded to 16 bytes, as they are written at the start of a record.
-    struct Last {
-      const void* p = nullptr;
-      bool same_program = false;
-      Thunk fallback = nullptr;
-      std::vector<std::byte> bytes;
-      std::size_t unpadded = 0;
-    };
-    thread_local Last last;
-    const void* p = reinterpret_cast<const void*>(f);
-    if (last.p != p || last.same_program != same_program || last.fallback != fallback || last.bytes.empty()) {
-      std::vector<std::byte> bytes;
-      Writer cw(bytes);
-      cw.put(std::uint8_t(0));
-      put_code_ref(cw, same_program ? thunk_ref<own>() : locate(reinterpret_cast<const void*>(fallback), "exported thunk"));
-      cw.put(std::uint8_t(1));
-      put_code_ref(cw, function_code_ref(p));
-      cw.put(std::uint32_t(0));
-      const std::size_t unpadded = bytes.size();
-      cw.align(16);
-      last = {p, same_program, fallback, std::move(bytes), unpadded};
-    }
-    if (w.size() % 16 == 0) {
-      w.bytes(last.bytes.data(), last.bytes.size());
-      return;
-    }
-    w.bytes(last.bytes.data(), last.unpadded);
-  } else {
-    static_assert(std::is_trivially_copyable_v<Fn>,
-                  "cadre: a lambda sent to engines may only capture trivially copyable values (numbers, "
-                  "plain structs), which are shipped by value; pass other values as arguments to apply()");
-    if (!same_program)
-      throw function_error("cannot run a lambda or function object on " + where.describe() +
-                           ": its engines run another program. Use an embedded cadre::Cluster, `cadre start --engine "
-                           "<this program>` or `cadre run`, or pass a C function or a CADRE_EXPORTed function instead");
-    w.put(std::uint8_t(0));
-    put_code_ref(w, thunk_ref<own>());
-    w.put(std::uint8_t(0));
-    w.put(std::uint32_t(sizeof(Fn)));
-    w.bytes(&f, sizeof(Fn));
-  }
-  w.align(16);
+/// Refuses to send a lambda or function object to engines that run another program: its code is not
+/// there, and it cannot be exported.
+inline void require_same_program(bool same_program, const Transport& where) {
+  if (!same_program)
+    throw function_error("cannot run a lambda or function object on " + where.describe() +
+                         ": its engines run another program. Use an embedded cadre::Cluster, `cadre start --engine "
+                         "<this program>` or `cadre run`, or pass a C function or a CADRE_EXPORTed function instead");
 }
 
 inline std::string other_program_message(const void* p, const Transport& where) {
@@ -116,16 +59,16 @@ void encode_apply(std::vector<std::byte>& out, bool same_program, const Transpor
       const CodeRef& fn_ref = function_code_ref(p);
       if constexpr (ffi_signature<Fn>::value && !CT::takes_ns) {
         if (!fn_ref.main) {
-          w.put(std::uint8_t(1));
-          ffi_writer<typename signature<Fn>::result, typename signature<Fn>::params>::put(w, fn_ref, std::forward<Args>(args)...);
+          ffi_call_writer<typename signature<Fn>::result, typename signature<Fn>::params>::put(w, fn_ref, std::forward<Args>(args)...);
           return;
         }
       }
       throw function_error(other_program_message(p, where));
     }
-    put_callable<own>(w, same_program, exported, where, f);
+    put_function_call<own>(w, p, exported);
   } else {
-    put_callable<own>(w, same_program, nullptr, where, f);
+    require_same_program(same_program, where);
+    put_object_call<own>(w, f);
   }
   put_args<Params>(w, std::forward<Args>(args)...);
 }
@@ -146,12 +89,16 @@ void encode_map(std::vector<std::byte>& out, bool same_program, const Transport&
                 const std::vector<V>&... chunks) {
   using Fn = std::decay_t<F>;
   using R = std::decay_t<std::invoke_result_t<Fn&, const V&...>>;
+  constexpr Thunk own = &map_thunk<Fn, R, V...>;
+  Writer w(out);
   if constexpr (std::is_pointer_v<Fn>) {
     if (!same_program) throw function_error(other_program_message(reinterpret_cast<const void*>(f), where) +
                                             " (map needs engines that run this program)");
+    put_function_call<own>(w, reinterpret_cast<const void*>(f), nullptr);
+  } else {
+    require_same_program(same_program, where);
+    put_object_call<own>(w, f);
   }
-  Writer w(out);
-  put_callable<&map_thunk<Fn, R, V...>>(w, same_program, nullptr, where, f);
   put_args<std::tuple<std::vector<V>...>>(w, chunks...);
 }
 

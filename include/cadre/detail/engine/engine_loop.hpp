@@ -12,7 +12,8 @@
 #include <cadre/detail/base/task_clock.hpp>
 #include <cadre/detail/shm/waiter.hpp>
 #include <cadre/detail/wire/wire.hpp>
-#include <cadre/function_ref.hpp>
+#include <cadre/detail/wire/apply_record.hpp>
+#include <cadre/detail/wire/call.hpp>
 #include <cadre/namespace.hpp>
 #include <cadre/this_engine.hpp>
 
@@ -512,39 +513,29 @@ class Engine {
 
 
   void run_apply(std::span<const std::byte> data) {
-    Reader r(data);
-    const auto mode = r.get<std::uint8_t>();
-    if (mode == 1) {
-      call_through_ffi(r, data, result_);
+    const ApplyRecord rec = read_apply_record(data);
+    if (rec.mode == CallMode::ffi) {
+      call_through_ffi(rec, result_);
       return;
     }
-    if (mode != 0) throw decode_error("unknown call mode " + std::to_string(mode));
-    Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(r, last_thunk_));
-    const bool has_fn = r.get<std::uint8_t>() != 0;
-    void* fn = has_fn ? resolve_cached(r, last_fn_) : nullptr;
-    const auto callable_len = r.get<std::uint32_t>();
-    const auto callable = r.take(callable_len);
-    r.align(16);
-    CallFrame frame{fn, callable, data.subspan(r.pos()), &ns_, &result_};
+    Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(rec.thunk, last_thunk_));
+    void* fn = rec.fn.empty() ? nullptr : resolve_cached(rec.fn, last_fn_);
+    CallFrame frame{fn, rec.callable, rec.args, &ns_, &result_};
     thunk(frame);
   }
 
-  /// A code reference read from r, resolved; repeated calls of the same function skip the lookup.
+  /// A code reference's bytes (take_code_ref), resolved; repeated calls of the same function skip the lookup.
   struct ResolvedRef {
     std::vector<std::byte> bytes;
     void* ptr = nullptr;
   };
-  static void* resolve_cached(Reader& r, ResolvedRef& last) {
-    // A code reference is self-delimiting: input that starts with the last one's bytes would decode to
-    // exactly those bytes, i.e. to the same function. So the common case (the same function as last
-    // time) compares bytes and decodes nothing.
-    if (last.ptr && r.skip_if_next(last.bytes)) return last.ptr;
-    Reader peek = r;
-    const std::size_t start = r.pos();
-    const CodeRefView ref = read_code_ref(peek);  // no copy of the path unless it must be resolved
-    auto raw = r.take(peek.pos() - start);
-    void* const fn = resolve(ref.owned());
-    last.bytes.assign(raw.begin(), raw.end());  // before the pointer: a throw here leaves the old pair whole
+  static void* resolve_cached(std::span<const std::byte> ref, ResolvedRef& last) {
+    // Equal bytes decode to the same function. So the common case (the same function as last time)
+    // compares bytes and decodes nothing.
+    if (last.ptr && ref.size() == last.bytes.size() && std::memcmp(ref.data(), last.bytes.data(), ref.size()) == 0)
+      return last.ptr;
+    void* const fn = resolve(code_ref_of(ref));
+    last.bytes.assign(ref.begin(), ref.end());  // before the pointer: a throw here leaves the old pair whole
     last.ptr = fn;
     return fn;
   }

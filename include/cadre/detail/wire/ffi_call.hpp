@@ -2,10 +2,14 @@
 //
 // Generic `cadre-engine`s do not contain the client's thunks, but they can still call `::getpid`,
 // `::cos` or any `extern "C"` function of a shared library whose parameters and result are numbers:
-// the client sends the function's CodeRef and its signature as type codes, and libffi makes the call.
+// the client sends the function's CodeRef and its signature as type codes (the ffi form of the apply
+// record, apply_record.hpp), and libffi makes the call.
 #pragma once
 
-#include <cadre/function_ref.hpp>
+#include <cadre/detail/wire/apply_record.hpp>
+#include <cadre/detail/wire/args.hpp>
+#include <cadre/detail/wire/code_ref.hpp>
+#include <cadre/detail/wire/module_ref.hpp>
 #include <cadre/this_engine.hpp>
 
 #include <ffi.h>
@@ -63,42 +67,19 @@ inline ffi_type* ffi_type_of(FfiType t) {
   throw decode_error("unknown ffi type code");
 }
 
-/// Client side: writes the ffi part of an apply record (after the mode byte) for a function with
-/// result R and parameters Params (a std::tuple).
-template <class R, class Params>
-struct ffi_writer;
-template <class R, class... A>
-struct ffi_writer<R, std::tuple<A...>> {
-  template <class... Args>
-  static void put(Writer& w, const CodeRef& where, Args&&... args) {
-    put_code_ref(w, where);
-    w.put(ffi_code<R>());
-    w.put(std::uint8_t(sizeof...(A)));
-    (w.put(ffi_code<A>()), ...);
-    w.align(16);
-    put_args<std::tuple<std::decay_t<A>...>>(w, std::forward<Args>(args)...);
-  }
-};
-
-/// Engine side: reads the rest of an ffi apply record from r, calls, appends the typed result to out.
-inline void call_through_ffi(Reader& r, std::span<const std::byte> data, std::vector<std::byte>& out) {
-  const CodeRef where = get_code_ref(r);
-  const auto ret = FfiType(r.get<std::uint8_t>());
-  const auto n = r.get<std::uint8_t>();
-  if (n > 16) throw decode_error("ffi call with " + std::to_string(n) + " arguments (at most 16)");
-  FfiType codes[16];
-  for (unsigned i = 0; i < n; ++i) codes[i] = FfiType(r.get<std::uint8_t>());
-  r.align(16);
-  void* fn = resolve(where);
-  const auto args = data.subspan(r.pos());
+/// Engine side: makes the call an ffi-form apply record asks for, appends the typed result to out.
+inline void call_through_ffi(const ApplyRecord& rec, std::vector<std::byte>& out) {
+  const std::size_t n = rec.ffi_params.size();
+  void* fn = resolve(code_ref_of(rec.fn));
+  const auto args = rec.args;
   Reader ar(args);
   if (ar.get<std::uint32_t>() != n) throw decode_error("ffi call record has the wrong number of arguments");
-  FfiValue values[16]{};
-  void* ptrs[16];
-  ffi_type* types[16];
+  FfiValue values[kMaxFfiParams]{};
+  void* ptrs[kMaxFfiParams];
+  ffi_type* types[kMaxFfiParams];
   Namespace* ns = engine_context().ns;
-  for (unsigned i = 0; i < n; ++i) {
-    with_ffi_type(codes[i], [&]<class T>(std::type_identity<T>) {
+  for (std::size_t i = 0; i < n; ++i) {
+    with_ffi_type(rec.ffi_param(i), [&]<class T>(std::type_identity<T>) {
       if constexpr (std::is_void_v<T>) throw decode_error("void parameter");
       else {
         T v = get_arg<T>(ar, args, *ns, i);
@@ -106,14 +87,14 @@ inline void call_through_ffi(Reader& r, std::span<const std::byte> data, std::ve
       }
     });
     ptrs[i] = &values[i];
-    types[i] = ffi_type_of(codes[i]);
+    types[i] = ffi_type_of(rec.ffi_param(i));
   }
   ffi_cif cif;
-  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, n, ffi_type_of(ret), types) != FFI_OK)
+  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, unsigned(n), ffi_type_of(rec.ffi_result), types) != FFI_OK)
     throw function_error("libffi cannot prepare a call to " + describe_function(fn));
   FfiValue result{};
   ::ffi_call(&cif, FFI_FN(fn), &result, ptrs);
-  with_ffi_type(ret, [&]<class T>(std::type_identity<T>) {
+  with_ffi_type(rec.ffi_result, [&]<class T>(std::type_identity<T>) {
     if constexpr (!std::is_void_v<T>) {
       T v;
       if constexpr (std::is_integral_v<T> && sizeof(T) < sizeof(ffi_arg)) v = T(result.widened);

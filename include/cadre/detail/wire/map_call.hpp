@@ -1,7 +1,8 @@
 // cadre/detail/wire/map_call.hpp — one engine task of a map: apply f to each element of its chunk(s).
 #pragma once
 
-#include <cadre/function_ref.hpp>
+#include <cadre/detail/wire/args.hpp>
+#include <cadre/detail/wire/call.hpp>
 
 #include <ranges>
 #include <tuple>

@@ -8,12 +8,15 @@
 
 #include <cadre/errors.hpp>
 
+#include <cxxabi.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -98,6 +101,27 @@ inline std::string main_executable_path() {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   return n > 0 ? std::string(buf, std::size_t(n)) : std::string();
+}
+
+/// Demangled name of a symbol or type, for messages; the mangled name when it does not demangle.
+inline std::string demangle(const char* mangled) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string s = (status == 0 && d) ? d : mangled;
+  std::free(d);
+  return s;
+}
+
+/// Name of a function pointer for messages: its symbol if it has one, else its module and offset.
+inline std::string describe_function(const void* p) {
+  Dl_info info{};
+  if (::dladdr(p, &info) && info.dli_sname) return demangle(info.dli_sname);
+  if (info.dli_fname) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "+0x%zx", std::size_t(static_cast<const char*>(p) - static_cast<const char*>(info.dli_fbase)));
+    return std::string("function at ") + info.dli_fname + buf;
+  }
+  return "function at an unknown address";
 }
 
 /// Where a code address lives.

@@ -71,12 +71,6 @@ class Reader {
     auto s = take(n);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
   }
-  /// Steps over `bytes` when the input continues with exactly them; false (nothing read) otherwise.
-  bool skip_if_next(std::span<const std::byte> bytes) noexcept {
-    if (bytes.size() > in_.size() - pos_ || std::memcmp(in_.data() + pos_, bytes.data(), bytes.size()) != 0) return false;
-    pos_ += bytes.size();
-    return true;
-  }
   void align(std::size_t a) {
     const std::size_t next = (pos_ + a - 1) / a * a;
     if (next > in_.size()) throw decode_error("record truncated at alignment padding");
