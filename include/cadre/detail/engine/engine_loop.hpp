@@ -7,6 +7,7 @@
 #include <cadre/detail/engine/crash_report.hpp>
 #include <cadre/detail/wire/ffi_call.hpp>
 #include <cadre/detail/engine/output_capture.hpp>
+#include <cadre/detail/shm/lb_queue.hpp>
 #include <cadre/detail/shm/ring.hpp>
 #include <cadre/detail/shm/segment.hpp>
 #include <cadre/detail/base/task_clock.hpp>
@@ -173,21 +174,11 @@ class Engine {
     return false;
   }
 
-  /// Queues of client c whose tasks this engine may run: bit id_ of the queue's engine mask.
-  bool eligible(const LbQueue& q) const noexcept {
-    const std::uint64_t m = q.mask.load(std::memory_order_acquire);
-    return m != 0 && (id_ >= 64 ? m == ~0ull : ((m >> id_) & 1) != 0);
-  }
-
   bool balanced_ready() noexcept {
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
-      for (std::uint32_t q = 0; q < kLbQueues; ++q) {
-        const LbQueue& Q = *seg_.lb_queue(c, q);
-        if (!eligible(Q)) continue;
-        const std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
-        if (Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire) == pos + 1) return true;
-      }
+      for (const LbQueue& Q : seg_.lb_queues(c))
+        if (lb_eligible(Q, id_) && lb_ready(Q)) return true;
     }
     return false;
   }
@@ -198,37 +189,26 @@ class Engine {
       const std::uint32_t i = (next_queue_ + k) % (kMaxClients * kLbQueues), c = i / kLbQueues, q = i % kLbQueues;
       if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
       LbQueue& Q = *seg_.lb_queue(c, q);
-      if (!eligible(Q)) continue;
-      std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
-      bool claimed = false;
-      for (;;) {
-        const std::uint64_t seq = Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire);
-        const auto diff = std::int64_t(seq - (pos + 1));
-        if (diff < 0) break;  // empty
-        if (diff > 0) {
-          pos = Q.tail.load(std::memory_order_relaxed);
-          continue;
-        }
+      if (!lb_eligible(Q, id_)) continue;
+      std::uint64_t pos;
+      const bool claimed = lb_try_claim(Q, pos, [&](std::uint64_t p) noexcept {
         // Advertise before claiming, so a client that sees this engine die knows what it held.
-        me_.lb_claim.store(lb_claim_word(c, q, pos), std::memory_order_seq_cst);
+        me_.lb_claim.store(lb_claim_word(c, q, p), std::memory_order_seq_cst);
         // And open the window that Segment::retire_client waits for (take_balanced closes it): a
         // retirement that did not see our claim in its drain sees this once our claim is visible.
         me_.completing.store(c + 1, std::memory_order_seq_cst);
-        if (Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) {
-          claimed = true;
-          break;
-        }
-      }
+      });
       if (!claimed) {
+        // Pairs with retire_client's seq_cst load of completing: nothing of client c is held.
         me_.completing.store(0, std::memory_order_release);
         me_.lb_claim.store(0, std::memory_order_relaxed);
         continue;
       }
-      LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+      LbSlot& s = lb_slot(Q, pos);
       const RecordHead head = copy_head(s.record);
       if (take_balanced(c, head, s)) handle(c, head, s.record, true);
-      // Pairs with the producer's acquire-load of seq: the slot is free for position pos + kLbSlots.
-      s.seq.store(pos + kLbSlots, std::memory_order_release);
+      lb_free(Q, pos);
+      // Pairs with the client's acquire-load of lb_claim in ShmTransport::balanced_claim.
       me_.lb_claim.store(0, std::memory_order_release);
       next_queue_ = i + 1;
       return true;
@@ -248,9 +228,8 @@ class Engine {
     ClientSlot& cs = seg_.client(c);
     const bool current = cs.pid.load(std::memory_order_seq_cst) > 0 && cs.generation.load(std::memory_order_seq_cst) == h.client_gen;
     const bool taken = h.block && seg_.take_back(h.block, client_tag(c), transit_tag(id_));
-    std::uint32_t st = std::uint32_t(LbState::queued);
     // The client may have aborted it meanwhile: whoever moves it out of `queued` first wins.
-    const bool run = current && s.state.compare_exchange_strong(st, std::uint32_t(LbState::running), std::memory_order_acq_rel);
+    const bool run = current && lb_try_start(s);
     if (!run && taken) release_quietly(h.block, kNsRef);
     me_.completing.store(0, std::memory_order_release);
     if (run && h.block && !taken) {

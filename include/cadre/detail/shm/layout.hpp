@@ -180,7 +180,7 @@ struct alignas(kCacheLine) RingSlot {
 enum class LbState : std::uint32_t { queued = 1, running = 2, cancelled = 3 };
 
 /// One entry of a load-balanced queue: Vyukov's sequence word, a state the client and the claiming
-/// engine race on by CAS (abort vs. start), and the record.
+/// engine race on by CAS (abort vs. start), and the record. The queue's protocol is in lb_queue.hpp.
 struct alignas(kCacheLine) LbSlot {
   std::atomic<std::uint64_t> seq;     // == pos: free for the producer; == pos + 1: ready for a consumer
   std::atomic<std::uint32_t> state;   // LbState
