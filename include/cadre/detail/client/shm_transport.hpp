@@ -87,23 +87,13 @@ class ShmTransport final : public Transport {
     } else {
       generation = seg_->engine(e).generation.load(std::memory_order_acquire);
     }
-    // The payload first, then the header line in one go: the engine polls that line, and a header
-    // written before the payload would have to be taken back from it for the final seq store.
-    if (!head.empty()) std::memcpy(s->data, head.data(), std::min(head.size(), kInlineBytes));
-    s->task_id = task;
-    s->kind = std::uint16_t(kind);
-    s->status = 0;
-    s->engine_gen = generation;
-    s->client_gen = generation_;
+    RecordHeader h{task, kind, Status::ok, std::uint32_t(head.size()), aux, 0, generation, generation_};
     if (body) {
-      s->block = body->handle;
-      s->len = std::uint32_t(body->bytes.size());
-      s->aux = body == &spill ? aux : std::uint32_t(head.size());
-    } else {
-      s->block = 0;
-      s->len = std::uint32_t(head.size());
-      s->aux = aux;
+      h.block = body->handle;
+      h.len = std::uint32_t(body->bytes.size());
+      h.aux = body == &spill ? aux : std::uint32_t(head.size());
     }
+    write_record(*s, h, head);
     producers_[e].publish();
     if (doorbell_of(seg_->engine(e)).ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return SendResult::sent;

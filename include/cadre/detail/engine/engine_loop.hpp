@@ -603,21 +603,18 @@ class Engine {
       else ::usleep(50);
     }
     if (status != Status::ok) head_.clear();
-    // The payload before the header line, which the client polls (as in ShmTransport::try_send).
-    if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
-    if (!block && len) std::memcpy(s->data, result_.data(), len);
-    s->task_id = h.task_id;
-    s->kind = std::uint16_t(RecordKind::completion);
-    s->flags = std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0));
-    s->status = std::uint32_t(status);
-    s->len = std::uint32_t(len);
-    s->aux = at;
-    s->block = block;
-    s->started_ns = started;
-    s->finished_ns = task_now_ns();
-    me_.heartbeat_ns.store(s->finished_ns, std::memory_order_relaxed);
-    s->engine_gen = generation_;
-    s->client_gen = h.client_gen;
+    const std::uint64_t finished = task_now_ns();
+    me_.heartbeat_ns.store(finished, std::memory_order_relaxed);
+    // Inline: the type head of a reply whose payload is in a block (head_ is only set with one), or
+    // the whole result.
+    const std::span<const std::byte> inline_payload =
+        block ? std::span<const std::byte>(head_) : std::span<const std::byte>(result_.data(), len);
+    const CompletionHeader done_header{
+        {h.task_id, RecordKind::completion, status, std::uint32_t(len), at, block, generation_, std::uint32_t(h.client_gen)},
+        std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0)),
+        started,
+        finished};
+    write_record(*s, done_header, inline_payload);
     completions_[c].publish();
     woke_client_ |= doorbell_of(seg_.client(c)).ring();
     result_len_override_ = 0;
