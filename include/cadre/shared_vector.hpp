@@ -13,12 +13,6 @@
 
 namespace cadre {
 
-namespace detail {
-/// Owner tag of shared arrays: they are freed by reference count only (engines may hold slices of
-/// them after the client is gone), never by the dead-process reclaim.
-inline constexpr std::uint32_t kSharedTag = 0x50000;  // above every transit_tag (0x30000 + engine)
-}  // namespace detail
-
 /// A contiguous array of T in the cluster's shared segment. Scattering it hands each engine a view of
 /// its slice: no byte moves, so the cost does not grow with the size. Copies of the handle share the
 /// array; the memory is freed when the last handle and the last engine view are gone.
