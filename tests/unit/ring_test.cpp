@@ -1,4 +1,4 @@
-// tests/ring_test.cpp — the SPSC ring on its own, in ordinary memory: FIFO order, full and empty,
+// tests/ring_test.cpp — the SPSC ring on its own, in ordinary memory: FIFO order, full and empty, write_record,
 // index wrap-around, and a two-thread checksum fuzz.
 #include "test_util.hpp"
 
@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -181,6 +182,77 @@ TEST(ring, a_record_is_visible_by_its_seq_alone) {
   EXPECT_TRUE(c.has_data());
   EXPECT_EQ(take(c), 7u);
   EXPECT_FALSE(c.has_data());
+}
+
+/// A slot whose every byte reads 0xAB: what a stale record would leave.
+void fill_stale(cd::RingSlot& s) { std::memset(static_cast<void*>(&s), 0xAB, sizeof s); }
+
+TEST(ring, write_record_fills_a_command_and_leaves_the_completion_fields_as_they_were) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingSlot* s = p.try_claim();
+  ASSERT_NE(s, nullptr);
+  fill_stale(*s);
+  const std::byte payload[5] = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}, std::byte{5}};
+  cd::write_record(*s, cd::RecordHeader{11, cd::RecordKind::pull, cd::Status::ok, 5, 6, 0, 3, 4}, payload);
+  EXPECT_EQ(s->task_id, 11u);
+  EXPECT_EQ(s->kind, std::uint16_t(cd::RecordKind::pull));
+  EXPECT_EQ(s->status, 0u);
+  EXPECT_EQ(s->len, 5u);
+  EXPECT_EQ(s->aux, 6u);
+  EXPECT_EQ(s->block, 0u);
+  EXPECT_EQ(s->engine_gen, 3u);
+  EXPECT_EQ(s->client_gen, 4u);
+  EXPECT_EQ(std::memcmp(s->data, payload, sizeof payload), 0);
+  EXPECT_EQ(s->data[sizeof payload], std::byte{0xAB}) << "only the payload's bytes are copied";
+  EXPECT_EQ(s->flags, 0xABABu);
+  EXPECT_EQ(s->started_ns, 0xABABABABABABABABull);
+  EXPECT_EQ(s->finished_ns, 0xABABABABABABABABull);
+}
+
+TEST(ring, write_record_of_a_completion_fills_its_flags_and_times_too) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingSlot* s = p.try_claim();
+  ASSERT_NE(s, nullptr);
+  fill_stale(*s);
+  const cd::CompletionHeader h{{12, cd::RecordKind::completion, cd::Status::name_error, 0, 0, 0, 1, 2}, cd::kHasOutput, 100, 200};
+  cd::write_record(*s, h, {});
+  EXPECT_EQ(s->task_id, 12u);
+  EXPECT_EQ(s->kind, std::uint16_t(cd::RecordKind::completion));
+  EXPECT_EQ(s->status, std::uint32_t(cd::Status::name_error));
+  EXPECT_EQ(s->len, 0u);
+  EXPECT_EQ(s->flags, cd::kHasOutput);
+  EXPECT_EQ(s->started_ns, 100u);
+  EXPECT_EQ(s->finished_ns, 200u);
+  EXPECT_EQ(s->data[0], std::byte{0xAB}) << "an empty payload copies nothing";
+}
+
+TEST(ring, write_record_never_writes_past_the_slot) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingSlot* s = p.try_claim();
+  ASSERT_NE(s, nullptr);
+  fill_stale(r->slots[1]);
+  std::vector<std::byte> big(cd::kInlineBytes + 64, std::byte{0x11});
+  cd::write_record(*s, cd::RecordHeader{1, cd::RecordKind::apply, cd::Status::ok, 0, 0, 0, 0, 0}, big);
+  EXPECT_EQ(s->data[cd::kInlineBytes - 1], std::byte{0x11});
+  EXPECT_EQ(r->slots[1].seq.load(), 0xABABABABABABABABull) << "the next slot was overwritten";
+}
+
+TEST(ring, a_record_written_with_write_record_reaches_the_consumer_whole) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t i = 0; i < 3 * kRingSlots; ++i) {
+    cd::RingSlot* s = p.try_claim();
+    ASSERT_NE(s, nullptr);
+    std::byte payload[sizeof i];
+    std::memcpy(payload, &i, sizeof i);
+    cd::write_record(*s, cd::RecordHeader{i, cd::RecordKind::apply, cd::Status::ok, sizeof i, 0, 0, 1, 1}, payload);
+    p.publish();
+    EXPECT_EQ(take(c), i);
+  }
 }
 
 TEST(ring, one_producer_and_one_consumer_thread_pass_a_million_records_without_loss) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cadre/detail/wire/module_ref.hpp>
+#include <cadre/detail/shm/lb_queue.hpp>
 #include <cadre/detail/shm/ring.hpp>
 #include <cadre/detail/shm/segment.hpp>
 #include <cadre/detail/client/transport.hpp>
@@ -61,11 +62,7 @@ class ShmTransport final : public Transport {
     std::memcpy(engine_id.bytes.data(), h.engine_build_id, engine_id.len);
     same_program_ = engine_id.len > 0 && engine_id == main_build_id();
     token_ = RunnableToken(&seg_->header(), &seg_->client(slot_).counted_runnable);
-    for (std::uint32_t q = 0; q < kLbQueues; ++q) {
-      LbQueue& Q = *seg_->lb_queue(slot_, q);
-      Q.mask.store(0, std::memory_order_release);  // target sets of a previous client do not carry over
-      lb_head_[q] = Q.head.load(std::memory_order_acquire);
-    }
+    for (std::uint32_t q = 0; q < kLbQueues; ++q) lb_head_[q] = lb_attach(*seg_->lb_queue(slot_, q));
   }
 
   ~ShmTransport() override {
@@ -115,23 +112,13 @@ class ShmTransport final : public Transport {
     } else {
       generation = seg_->engine(e).generation.load(std::memory_order_acquire);
     }
-    // The payload first, then the header line in one go: the engine polls that line, and a header
-    // written before the payload would have to be taken back from it for the final seq store.
-    if (!head.empty()) std::memcpy(s->data, head.data(), std::min(head.size(), kInlineBytes));
-    s->task_id = task;
-    s->kind = std::uint16_t(kind);
-    s->status = 0;
-    s->engine_gen = generation;
-    s->client_gen = generation_;
+    RecordHeader h{task, kind, Status::ok, std::uint32_t(head.size()), aux, 0, generation, generation_};
     if (body) {
-      s->block = body->handle;
-      s->len = std::uint32_t(body->bytes.size());
-      s->aux = body == &spill ? aux : std::uint32_t(head.size());
-    } else {
-      s->block = 0;
-      s->len = std::uint32_t(head.size());
-      s->aux = aux;
+      h.block = body->handle;
+      h.len = std::uint32_t(body->bytes.size());
+      h.aux = body == &spill ? aux : std::uint32_t(head.size());
     }
+    write_record(*s, h, head);
     producers_[e].publish();
     if (doorbell_of(seg_->engine(e)).ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return SendResult::sent;
@@ -231,74 +218,37 @@ class ShmTransport final : public Transport {
   }
 
   std::uint32_t balanced_queue(std::uint64_t engine_mask) override {
-    const std::uint64_t all = engine_count() >= 64 ? ~0ull : (1ull << engine_count()) - 1;
-    if ((engine_mask & all) == all) engine_mask = ~0ull;  // every engine, including any beyond 64
-    std::uint32_t unused = kLbQueues;
-    for (std::uint32_t q = 0; q < kLbQueues; ++q) {
-      const std::uint64_t m = seg_->lb_queue(slot_, q)->mask.load(std::memory_order_acquire);
-      if (m == engine_mask) return q;
-      if (m == 0 && unused == kLbQueues) unused = q;
-    }
-    if (unused == kLbQueues)
+    const std::uint32_t q = lb_queue_for(seg_->lb_queues(slot_), lb_target_mask(engine_mask, engine_count()));
+    if (q == kLbQueues)
       throw error("a client can use load-balanced views over at most " + std::to_string(kLbQueues) +
                   " different sets of engines; reuse views over the same engines");
-    seg_->lb_queue(slot_, unused)->mask.store(engine_mask, std::memory_order_release);
-    return unused;
+    return q;
   }
 
   bool try_send_balanced(std::uint32_t q, std::uint64_t task, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
                          std::uint64_t deadline_ns, std::uint64_t& pos) override {
     LbQueue& Q = *seg_->lb_queue(slot_, q);
     pos = lb_head_[q];
-    LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
-    // Pairs with the engine's release-store of seq once it is done with the slot's previous task.
-    if (s.seq.load(std::memory_order_acquire) != pos) return false;  // full
-    RingSlot& r = s.record;
-    r.task_id = task;
-    r.kind = std::uint16_t(kind);
-    r.flags = 0;
-    r.status = 0;
-    r.aux = aux;
-    r.started_ns = deadline_ns;
-    r.engine_gen = 0;
-    r.client_gen = generation_;
+    if (!lb_try_reserve(Q, pos)) return false;  // full
+    LbTask t{task, kind, aux, deadline_ns, generation_, 0, std::uint32_t(head.size())};
     if (head.size() > kInlineBytes) {
-      // Any engine may take it: the block belongs to this client until an engine releases it.
-      const std::uint64_t off = seg_->alloc_block(head.size(), client_tag(slot_), kNsRef);
-      std::memcpy(seg_->block_data(off), head.data(), head.size());
-      r.block = off;
-      r.len = std::uint32_t(head.size());
-    } else {
-      r.block = 0;
-      r.len = std::uint32_t(head.size());
-      if (!head.empty()) std::memcpy(r.data, head.data(), head.size());
+      // Any engine may take it: the block belongs to this client until an engine takes it over.
+      t.block = seg_->alloc_block(head.size(), client_tag(slot_), kNsRef);
+      std::memcpy(seg_->block_data(t.block), head.data(), head.size());
+      head = {};
     }
-    s.state.store(std::uint32_t(LbState::queued), std::memory_order_relaxed);
-    // Pairs with the engines' acquire-load of seq in claim_balanced().
-    s.seq.store(pos + 1, std::memory_order_release);
-    Q.head.store(pos + 1, std::memory_order_relaxed);
+    lb_publish(Q, pos, t, head);
     lb_head_[q] = pos + 1;
-    wake_one(Q.mask.load(std::memory_order_relaxed));
+    wake_one(lb_mask(Q));
     return true;
   }
 
-  bool cancel_balanced(std::uint32_t q, std::uint64_t pos) override {
-    LbSlot& s = seg_->lb_queue(slot_, q)->slots[pos & (kLbSlots - 1)];
-    if (s.seq.load(std::memory_order_acquire) != pos + 1) return false;  // not queued (taken and done)
-    std::uint32_t st = std::uint32_t(LbState::queued);
-    return s.state.compare_exchange_strong(st, std::uint32_t(LbState::cancelled), std::memory_order_acq_rel);
-  }
+  bool cancel_balanced(std::uint32_t q, std::uint64_t pos) override { return lb_try_cancel(*seg_->lb_queue(slot_, q), pos); }
 
-  void release_balanced(std::uint32_t q, std::uint64_t pos) override {
-    LbQueue& Q = *seg_->lb_queue(slot_, q);
-    LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
-    std::uint64_t expected = pos + 1;
-    if (pos < Q.tail.load(std::memory_order_acquire))
-      s.seq.compare_exchange_strong(expected, pos + kLbSlots, std::memory_order_acq_rel);  // as its engine would have
-  }
+  void release_balanced(std::uint32_t q, std::uint64_t pos) override { lb_release_abandoned(*seg_->lb_queue(slot_, q), pos); }
 
-  std::uint64_t balanced_taken(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->tail.load(std::memory_order_acquire); }
-  std::uint64_t balanced_mask(std::uint32_t q) override { return seg_->lb_queue(slot_, q)->mask.load(std::memory_order_acquire); }
+  std::uint64_t balanced_taken(std::uint32_t q) override { return lb_taken(*seg_->lb_queue(slot_, q)); }
+  std::uint64_t balanced_mask(std::uint32_t q) override { return lb_mask(*seg_->lb_queue(slot_, q)); }
 
   bool balanced_claim(std::uint32_t e, std::uint32_t& q, std::uint64_t& pos, bool dead) override {
     const EngineSlot& s = seg_->engine(e);

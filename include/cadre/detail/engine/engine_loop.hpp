@@ -7,6 +7,7 @@
 #include <cadre/detail/engine/crash_report.hpp>
 #include <cadre/detail/wire/ffi_call.hpp>
 #include <cadre/detail/engine/output_capture.hpp>
+#include <cadre/detail/shm/lb_queue.hpp>
 #include <cadre/detail/shm/ring.hpp>
 #include <cadre/detail/shm/segment.hpp>
 #include <cadre/detail/base/task_clock.hpp>
@@ -174,21 +175,11 @@ class Engine {
     return false;
   }
 
-  /// Queues of client c whose tasks this engine may run: bit id_ of the queue's engine mask.
-  bool eligible(const LbQueue& q) const noexcept {
-    const std::uint64_t m = q.mask.load(std::memory_order_acquire);
-    return m != 0 && (id_ >= 64 ? m == ~0ull : ((m >> id_) & 1) != 0);
-  }
-
   bool balanced_ready() noexcept {
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
-      for (std::uint32_t q = 0; q < kLbQueues; ++q) {
-        const LbQueue& Q = *seg_.lb_queue(c, q);
-        if (!eligible(Q)) continue;
-        const std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
-        if (Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire) == pos + 1) return true;
-      }
+      for (const LbQueue& Q : seg_.lb_queues(c))
+        if (lb_eligible(Q, id_) && lb_ready(Q)) return true;
     }
     return false;
   }
@@ -199,37 +190,26 @@ class Engine {
       const std::uint32_t i = (next_queue_ + k) % (kMaxClients * kLbQueues), c = i / kLbQueues, q = i % kLbQueues;
       if (seg_.client(c).pid.load(std::memory_order_relaxed) <= 0) continue;
       LbQueue& Q = *seg_.lb_queue(c, q);
-      if (!eligible(Q)) continue;
-      std::uint64_t pos = Q.tail.load(std::memory_order_relaxed);
-      bool claimed = false;
-      for (;;) {
-        const std::uint64_t seq = Q.slots[pos & (kLbSlots - 1)].seq.load(std::memory_order_acquire);
-        const auto diff = std::int64_t(seq - (pos + 1));
-        if (diff < 0) break;  // empty
-        if (diff > 0) {
-          pos = Q.tail.load(std::memory_order_relaxed);
-          continue;
-        }
+      if (!lb_eligible(Q, id_)) continue;
+      std::uint64_t pos;
+      const bool claimed = lb_try_claim(Q, pos, [&](std::uint64_t p) noexcept {
         // Advertise before claiming, so a client that sees this engine die knows what it held.
-        me_.lb_claim.store(lb_claim_word(c, q, pos), std::memory_order_seq_cst);
+        me_.lb_claim.store(lb_claim_word(c, q, p), std::memory_order_seq_cst);
         // And open the window that Segment::retire_client waits for (take_balanced closes it): a
         // retirement that did not see our claim in its drain sees this once our claim is visible.
         me_.completing.store(c + 1, std::memory_order_seq_cst);
-        if (Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) {
-          claimed = true;
-          break;
-        }
-      }
+      });
       if (!claimed) {
+        // Pairs with retire_client's seq_cst load of completing: nothing of client c is held.
         me_.completing.store(0, std::memory_order_release);
         me_.lb_claim.store(0, std::memory_order_relaxed);
         continue;
       }
-      LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
+      LbSlot& s = lb_slot(Q, pos);
       const RecordHead head = copy_head(s.record);
       if (take_balanced(c, head, s)) handle(c, head, s.record, true);
-      // Pairs with the producer's acquire-load of seq: the slot is free for position pos + kLbSlots.
-      s.seq.store(pos + kLbSlots, std::memory_order_release);
+      lb_free(Q, pos);
+      // Pairs with the client's acquire-load of lb_claim in ShmTransport::balanced_claim.
       me_.lb_claim.store(0, std::memory_order_release);
       next_queue_ = i + 1;
       return true;
@@ -249,9 +229,8 @@ class Engine {
     ClientSlot& cs = seg_.client(c);
     const bool current = cs.pid.load(std::memory_order_seq_cst) > 0 && cs.generation.load(std::memory_order_seq_cst) == h.client_gen;
     const bool taken = h.block && seg_.take_back(h.block, client_tag(c), transit_tag(id_));
-    std::uint32_t st = std::uint32_t(LbState::queued);
     // The client may have aborted it meanwhile: whoever moves it out of `queued` first wins.
-    const bool run = current && s.state.compare_exchange_strong(st, std::uint32_t(LbState::running), std::memory_order_acq_rel);
+    const bool run = current && lb_try_start(s);
     if (!run && taken) release_quietly(h.block, kNsRef);
     me_.completing.store(0, std::memory_order_release);
     if (run && h.block && !taken) {
@@ -646,21 +625,18 @@ class Engine {
       else ::usleep(50);
     }
     if (status != Status::ok) head_.clear();
-    // The payload before the header line, which the client polls (as in ShmTransport::try_send).
-    if (!head_.empty()) std::memcpy(s->data, head_.data(), head_.size());
-    if (!block && len) std::memcpy(s->data, result_.data(), len);
-    s->task_id = h.task_id;
-    s->kind = std::uint16_t(RecordKind::completion);
-    s->flags = std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0));
-    s->status = std::uint32_t(status);
-    s->len = std::uint32_t(len);
-    s->aux = at;
-    s->block = block;
-    s->started_ns = started;
-    s->finished_ns = task_now_ns();
-    me_.heartbeat_ns.store(s->finished_ns, std::memory_order_relaxed);
-    s->engine_gen = generation_;
-    s->client_gen = h.client_gen;
+    const std::uint64_t finished = task_now_ns();
+    me_.heartbeat_ns.store(finished, std::memory_order_relaxed);
+    // Inline: the type head of a reply whose payload is in a block (head_ is only set with one), or
+    // the whole result.
+    const std::span<const std::byte> inline_payload =
+        block ? std::span<const std::byte>(head_) : std::span<const std::byte>(result_.data(), len);
+    const CompletionHeader done_header{
+        {h.task_id, RecordKind::completion, status, std::uint32_t(len), at, block, generation_, std::uint32_t(h.client_gen)},
+        std::uint16_t(head_.size() | (output && status != Status::capacity_error ? kHasOutput : 0)),
+        started,
+        finished};
+    write_record(*s, done_header, inline_payload);
     completions_[c].publish();
     woke_client_ |= doorbell_of(seg_.client(c)).ring();
   }

@@ -180,7 +180,7 @@ struct alignas(kCacheLine) RingSlot {
 enum class LbState : std::uint32_t { queued = 1, running = 2, cancelled = 3 };
 
 /// One entry of a load-balanced queue: Vyukov's sequence word, a state the client and the claiming
-/// engine race on by CAS (abort vs. start), and the record.
+/// engine race on by CAS (abort vs. start), and the record. The queue's protocol is in lb_queue.hpp.
 struct alignas(kCacheLine) LbSlot {
   std::atomic<std::uint64_t> seq;     // == pos: free for the producer; == pos + 1: ready for a consumer
   std::atomic<std::uint32_t> state;   // LbState
@@ -228,18 +228,61 @@ inline constexpr std::uint64_t kBlockMagic = 0x626c'6f63'6b30'3031ull;
 inline constexpr std::uint64_t kNsRef = 1ull << 32;
 inline constexpr std::uint64_t kPin = 1;
 
+// ---- owner tags of heap blocks (PageEntry::owner) --------------------------------------------
+// Every tag is here, in ranges that must never meet: a dead process's blocks are freed by scanning
+// for its tag (Segment::reclaim), so two owners sharing a tag lose each other's blocks. 0 is a free
+// page.
+
+/// Namespace values of engine e: allocated by the engine, freed by their last reference, or by the
+/// launcher's reclaim when the engine dies.
 inline constexpr std::uint32_t engine_tag(std::uint32_t engine) noexcept { return 1 + engine; }
+/// Blocks client slot c is filling, results engines post to it, and its load-balanced payloads until
+/// an engine takes them over: freed by their last reference, or by the reclaim of a dead client
+/// (Segment::retire_client), pins included.
 inline constexpr std::uint32_t client_tag(std::uint32_t slot) noexcept { return 0x10000 + slot; }
+/// Reserved for blocks of the launcher itself: nothing allocates one, and no reclaim frees one.
 inline constexpr std::uint32_t kLauncherTag = 0x20000;
-/// A block a client filled and handed to an engine with a record (from the moment it checked that the
-/// engine lives): reclaimed with the engine, like the engine's own blocks. Until then it is the
-/// client's (client_tag), so an engine dying while the client fills it cannot take it away.
+/// A block a client filled and handed to engine e with a record (from the moment it checked that the
+/// engine lives), or a load-balanced payload e took over: freed by its last reference, or reclaimed by
+/// the launcher with the engine's own blocks. Until the hand-over it is the client's (client_tag), so
+/// an engine dying while the client fills it cannot take it away.
 inline constexpr std::uint32_t transit_tag(std::uint32_t engine) noexcept { return 0x30000 + engine; }
-/// A SharedVector's array: freed by reference count only (engines may hold slices of it after the
-/// client is gone), never by the dead-process reclaim.
-inline constexpr std::uint32_t kSharedTag = 0x50000;
-/// The first page of a block that reclaim() is deciding about (nobody else may take it meanwhile).
+/// The first page of a block that reclaim() is deciding about (nobody else may take it meanwhile);
+/// reclaim() then frees it or gives it back its tag.
 inline constexpr std::uint32_t kReclaimingTag = 0x40000;
+/// SharedVector arrays: allocated by a client, freed by reference count only (engines may hold slices
+/// of them after the client is gone), never by a reclaim.
+inline constexpr std::uint32_t kSharedTag = 0x50000;
+
+/// The tags an owner uses, first to last.
+struct TagRange {
+  std::uint32_t first, last;
+};
+/// Whether no tag is in both ranges.
+inline constexpr bool tags_disjoint(TagRange a, TagRange b) noexcept { return a.last < b.first || b.last < a.first; }
+
+inline constexpr TagRange kEngineTags{engine_tag(0), engine_tag(kMaxEngines - 1)};
+inline constexpr TagRange kClientTags{client_tag(0), client_tag(kMaxClients - 1)};
+inline constexpr TagRange kLauncherTags{kLauncherTag, kLauncherTag};
+inline constexpr TagRange kTransitTags{transit_tag(0), transit_tag(kMaxEngines - 1)};
+inline constexpr TagRange kReclaimingTags{kReclaimingTag, kReclaimingTag};
+inline constexpr TagRange kSharedTags{kSharedTag, kSharedTag};
+static_assert(kEngineTags.first != 0 && kClientTags.first != 0 && kLauncherTags.first != 0 &&
+                  kTransitTags.first != 0 && kReclaimingTags.first != 0 && kSharedTags.first != 0,
+              "tag 0 marks a free page: no owner may use it");
+static_assert(tags_disjoint(kEngineTags, kClientTags) && tags_disjoint(kEngineTags, kLauncherTags) &&
+                  tags_disjoint(kEngineTags, kTransitTags) && tags_disjoint(kEngineTags, kReclaimingTags) &&
+                  tags_disjoint(kEngineTags, kSharedTags),
+              "engine tags overlap another owner's");
+static_assert(tags_disjoint(kClientTags, kLauncherTags) && tags_disjoint(kClientTags, kTransitTags) &&
+                  tags_disjoint(kClientTags, kReclaimingTags) && tags_disjoint(kClientTags, kSharedTags),
+              "client tags overlap another owner's");
+static_assert(tags_disjoint(kLauncherTags, kTransitTags) && tags_disjoint(kLauncherTags, kReclaimingTags) &&
+                  tags_disjoint(kLauncherTags, kSharedTags),
+              "the launcher's tag overlaps another owner's");
+static_assert(tags_disjoint(kTransitTags, kReclaimingTags) && tags_disjoint(kTransitTags, kSharedTags),
+              "transit tags overlap another owner's");
+static_assert(tags_disjoint(kReclaimingTags, kSharedTags), "the reclaiming tag is the shared tag");
 
 #define CADRE_SHARED_TYPE(T)                                                                        \
   static_assert(std::is_standard_layout_v<T>, #T " lives in shared memory: it must be standard-layout"); \

@@ -12,6 +12,10 @@
 
 #include <cadre/detail/shm/layout.hpp>
 
+#include <algorithm>
+#include <cstring>
+#include <span>
+
 namespace cadre::detail {
 
 /// Empties a ring and makes `start` its next position: each slot's seq then says "not yet" for the
@@ -20,6 +24,46 @@ inline void init_ring(RingStorage* r, std::uint64_t start = 0) noexcept {
   for (std::uint64_t p = start; p != start + kRingSlots; ++p) r->slots[p & (kRingSlots - 1)].seq.store(p, std::memory_order_relaxed);
   r->idx.head.store(start, std::memory_order_relaxed);
   r->idx.tail.store(start, std::memory_order_release);
+}
+
+/// The header fields every ring record's producer writes.
+struct RecordHeader {
+  std::uint64_t task_id;
+  RecordKind kind;
+  Status status;
+  std::uint32_t len, aux;
+  std::uint64_t block;  // 0: the payload is inline
+  std::uint32_t engine_gen, client_gen;
+};
+
+/// A completion's header: RecordHeader, and the fields only completions write (a command leaves them
+/// as they were).
+struct CompletionHeader : RecordHeader {
+  std::uint16_t flags;
+  std::uint64_t started_ns, finished_ns;
+};
+
+/// Fills a slot that RingProducer::try_claim returned, for publish(): the inline payload (at most
+/// kInlineBytes of it; empty when it all lives in a block) first, the header line last. The consumer
+/// polls that line, so a header written before the payload would be pulled to the consumer's cache
+/// while the payload is still being copied, and fetched back for the seq store.
+inline void write_record(RingSlot& s, const RecordHeader& h, std::span<const std::byte> inline_payload) noexcept {
+  if (!inline_payload.empty()) std::memcpy(s.data, inline_payload.data(), std::min(inline_payload.size(), kInlineBytes));
+  s.task_id = h.task_id;
+  s.kind = std::uint16_t(h.kind);
+  s.status = std::uint32_t(h.status);
+  s.len = h.len;
+  s.aux = h.aux;
+  s.block = h.block;
+  s.engine_gen = h.engine_gen;
+  s.client_gen = h.client_gen;
+}
+
+inline void write_record(RingSlot& s, const CompletionHeader& h, std::span<const std::byte> inline_payload) noexcept {
+  write_record(s, static_cast<const RecordHeader&>(h), inline_payload);
+  s.flags = h.flags;
+  s.started_ns = h.started_ns;
+  s.finished_ns = h.finished_ns;
 }
 
 /// Producer end. Only one thread (of one process) may use it at a time.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cadre/detail/shm/layout.hpp>
+#include <cadre/detail/shm/lb_queue.hpp>
 #include <cadre/detail/shm/ring.hpp>
 #include <cadre/detail/base/sys.hpp>
 #include <cadre/errors.hpp>
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -208,6 +210,10 @@ class Segment {
   RingStorage* completion_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 1); }
   LbQueue* lb_queue(std::uint32_t c, std::uint32_t q) const noexcept {
     return reinterpret_cast<LbQueue*>(base_ + header().lbq_off) + (std::size_t(c) * kLbQueues + q);
+  }
+  /// The load-balanced queues of client slot c.
+  std::span<LbQueue, kLbQueues> lb_queues(std::uint32_t c) const noexcept {
+    return std::span<LbQueue, kLbQueues>(lb_queue(c, 0), kLbQueues);
   }
   std::uint32_t engines() const noexcept { return header().engine_count; }
   std::byte* base() const noexcept { return base_; }
@@ -459,50 +465,27 @@ class Segment {
     for (std::uint32_t e = 0; e < cfg.engines; ++e) new (&engine(e)) EngineSlot{};
     for (std::uint32_t c = 0; c < kMaxClients; ++c) new (&client(c)) ClientSlot{};
     for (std::uint32_t i = 0; i < 2 * kMaxClients * cfg.engines; ++i) init_ring(reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i);
-    for (std::uint32_t i = 0; i < kMaxClients * kLbQueues; ++i) {
-      auto* q = reinterpret_cast<LbQueue*>(base_ + m.lbq_off) + i;
-      q->head.store(0, std::memory_order_relaxed);
-      q->tail.store(0, std::memory_order_relaxed);
-      q->mask.store(0, std::memory_order_relaxed);
-      for (std::uint32_t k = 0; k < kLbSlots; ++k) q->slots[k].seq.store(k, std::memory_order_relaxed);
-    }
+    for (std::uint32_t i = 0; i < kMaxClients * kLbQueues; ++i) init_lb_queue(reinterpret_cast<LbQueue*>(base_ + m.lbq_off) + i);
     // The page table lies in the fallocate'd control area; tmpfs pages read as zero (all free).
     // Pairs with the acquire-load of state in open().
     h->state.store(std::uint32_t(SegmentState::ready), std::memory_order_release);
   }
 
-  /// Takes every task still queued in load-balanced queue q of client slot c (being retired) out of it,
-  /// as a consumer, racing with engines for each by the same CAS on tail, and drops it: nothing of the
-  /// old client is run after its retirement, and no record of it is left for an engine to release once
-  /// its blocks may belong to the next client. The blocks of a client that detaches are released here;
-  /// a dead client's are left to the reclaim of its tag. Leaves head == tail, also when the client died
-  /// between publishing a record and counting it in head.
+  /// Takes every task still queued in load-balanced queue q of client slot c (being retired) out of it
+  /// (lb_drain: as a consumer, racing with the engines for each) and drops it: nothing of the old client
+  /// is run after its retirement, and no record of it is left for an engine to release once its blocks
+  /// may belong to the next client. The blocks of a client that detaches are released here; a dead
+  /// client's are left to the reclaim of its tag.
   void drain_balanced(std::uint32_t c, std::uint32_t q, bool dead) const noexcept {
-    LbQueue& Q = *lb_queue(c, q);
-    Q.mask.store(0, std::memory_order_release);  // engines stop looking here
-    std::uint64_t pos = Q.tail.load(std::memory_order_acquire);
-    for (;;) {
-      LbSlot& s = Q.slots[pos & (kLbSlots - 1)];
-      const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
-      const auto diff = std::int64_t(seq - (pos + 1));
-      if (diff < 0) break;  // empty: the producer is gone, nothing more will be queued
-      if (diff > 0) {
-        pos = Q.tail.load(std::memory_order_acquire);
-        continue;
-      }
-      if (!Q.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel)) continue;
-      const std::uint64_t block = s.record.block;
+    lb_drain(*lb_queue(c, q), [&](const RingSlot& r) noexcept {
+      const std::uint64_t block = r.block;
       if (block && !dead && owned_by(block, client_tag(c))) {
         try {
           release(block, kNsRef);
         } catch (...) {
         }
       }
-      // Pairs with the producer's acquire-load of seq, as after an engine's run.
-      s.seq.store(pos + kLbSlots, std::memory_order_release);
-      ++pos;
-    }
-    Q.head.store(Q.tail.load(std::memory_order_acquire), std::memory_order_release);
+    });
   }
 
   RingStorage* ring(std::uint32_t e, std::uint32_t c, std::uint32_t dir) const noexcept {
