@@ -79,7 +79,7 @@ class RingProducer {
   }
 
   /// The slot to fill next, or nullptr when the ring is full.
-  RingSlot* try_claim() noexcept {
+  [[nodiscard]] RingSlot* try_claim() noexcept {
     if (head_ - tail_cache_ >= kRingSlots) {
       // Pairs with the consumer's release-store of tail in RingConsumer::release().
       tail_cache_ = r_->idx.tail.load(std::memory_order_acquire);
@@ -113,7 +113,7 @@ class RingConsumer {
 
   /// The oldest unread slot, or nullptr when the ring is empty. Copy what you need out of it,
   /// validate the copy, then release().
-  const RingSlot* peek() noexcept { return has_data() ? &slot() : nullptr; }
+  [[nodiscard]] const RingSlot* peek() noexcept { return has_data() ? &slot() : nullptr; }
 
   void release() noexcept {
     ++tail_;
