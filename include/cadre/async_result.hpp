@@ -22,6 +22,10 @@
 
 namespace cadre {
 
+namespace detail {
+struct ResultAccess;
+}  // namespace detail
+
 /// A result that arrives later: from one engine (`AsyncResult<int>`), many (`AsyncResult<std::vector<int>>`),
 /// or none at all (`AsyncResult<void>` for push and execute). A cheap, copyable handle: copies share
 /// the tasks, and get() may be called any number of times.
@@ -39,29 +43,21 @@ class AsyncResult {
   AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
       : core_(std::move(core)), s_(std::make_shared<State>(std::move(tasks), std::move(combine))) {}
 
-  /// A result of one task that `core` has not sent yet, allocated together with it: one heap block
-  /// per task instead of three (the task, this result's state, a one-element task vector), which
-  /// was a third of the client's time per load-balanced apply_async (perf of bench/lb_bench.cpp).
-  /// Returns the result and the task to submit.
-  static std::pair<AsyncResult, detail::Task> with_new_task(const std::shared_ptr<detail::ClientCore>& core, std::uint32_t engine,
-                                                            Combine combine) {
-    struct Block {
-      Block() {}  // user-provided: make_shared would otherwise zero the task's result buffer first
-      detail::TaskState task;
-      State state;
-    };
-    auto block = std::make_shared<Block>();
-    core->init_task(block->task, engine);
-    detail::Task task(block, &block->task);
-    State& s = block->state;
-    s.combine = std::move(combine);
-    s.submitted_ns = block->task.submitted_ns;
-    // Non-owning: the block owns its task, and a task that owned the block would keep it alive for ever.
-    s.own = detail::Task(std::shared_ptr<detail::TaskState>(), &block->task);
-    AsyncResult r;
-    r.core_ = core;
-    r.s_ = std::shared_ptr<State>(std::move(block), &s);
-    return {std::move(r), std::move(task)};
+  /// A result computed on the client from this one's value when it is ready: `ar.then([](int x) { return x + 1; })`.
+  /// f runs when the new result is first waited on (get/wait), on the waiting thread.
+  template <class F>
+  auto then(F f) const {
+    using U = std::conditional_t<std::is_void_v<T>, std::invoke_result<F>, std::invoke_result<F, T>>;
+    using R = std::decay_t<typename U::type>;
+    AsyncResult<T> base = *this;
+    return AsyncResult<R>(core_, tasks(), [base, f](std::span<const detail::Task>) -> R {
+      if constexpr (std::is_void_v<T>) {
+        base.get();
+        return f();
+      } else {
+        return f(base.get());
+      }
+    });
   }
 
   /// True when every task has finished (successfully or not).
@@ -199,21 +195,32 @@ class AsyncResult {
             tp(done ? t.finished_ns : 0)};
   }
 
-  /// A result computed on the client from this one's value when it is ready: `ar.then([](int x) { return x + 1; })`.
-  /// f runs when the new result is first waited on (get/wait), on the waiting thread.
-  template <class F>
-  auto then(F f) const {
-    using U = std::conditional_t<std::is_void_v<T>, std::invoke_result<F>, std::invoke_result<F, T>>;
-    using R = std::decay_t<typename U::type>;
-    AsyncResult<T> base = *this;
-    return AsyncResult<R>(core_, tasks(), [base, f](std::span<const detail::Task>) -> R {
-      if constexpr (std::is_void_v<T>) {
-        base.get();
-        return f();
-      } else {
-        return f(base.get());
-      }
-    });
+ protected:
+  friend struct detail::ResultAccess;
+
+  /// A result of one task that `core` has not sent yet, allocated together with it: one heap block
+  /// per task instead of three (the task, this result's state, a one-element task vector), which
+  /// was a third of the client's time per load-balanced apply_async (perf of bench/lb_bench.cpp).
+  /// Returns the result and the task to submit.
+  static std::pair<AsyncResult, detail::Task> with_new_task(const std::shared_ptr<detail::ClientCore>& core, std::uint32_t engine,
+                                                            Combine combine) {
+    struct Block {
+      Block() {}  // user-provided: make_shared would otherwise zero the task's result buffer first
+      detail::TaskState task;
+      State state;
+    };
+    auto block = std::make_shared<Block>();
+    core->init_task(block->task, engine);
+    detail::Task task(block, &block->task);
+    State& s = block->state;
+    s.combine = std::move(combine);
+    s.submitted_ns = block->task.submitted_ns;
+    // Non-owning: the block owns its task, and a task that owned the block would keep it alive for ever.
+    s.own = detail::Task(std::shared_ptr<detail::TaskState>(), &block->task);
+    AsyncResult r;
+    r.core_ = core;
+    r.s_ = std::shared_ptr<State>(std::move(block), &s);
+    return {std::move(r), std::move(task)};
   }
 
   /// The tasks behind this result (for combinators such as LoadBalancedView::after); each keeps its task alive.
@@ -222,7 +229,6 @@ class AsyncResult {
     return state().tasks;
   }
 
- protected:
   struct State {
     // No reference to the ClientCore here: a task allocated with its state is held by the core's
     // table of tasks in flight, and the state holding the core would make a cycle that keeps a
@@ -314,5 +320,23 @@ class AsyncResult {
   std::shared_ptr<detail::ClientCore> core_;
   std::shared_ptr<State> s_;
 };
+
+namespace detail {
+
+/// What the views (and the tests) reach in an AsyncResult beyond its public API: the tasks behind it,
+/// and a result allocated together with its one task.
+struct ResultAccess {
+  template <class T>
+  static std::vector<Task> tasks(const AsyncResult<T>& r) {
+    return r.tasks();
+  }
+  template <class T>
+  static std::pair<AsyncResult<T>, Task> with_new_task(const std::shared_ptr<ClientCore>& core, std::uint32_t engine,
+                                                       typename AsyncResult<T>::Combine combine) {
+    return AsyncResult<T>::with_new_task(core, engine, std::move(combine));
+  }
+};
+
+}  // namespace detail
 
 }  // namespace cadre

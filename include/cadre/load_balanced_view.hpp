@@ -54,7 +54,7 @@ class LoadBalancedView {
   AsyncResult<detail::call_result_t<F, Args...>> apply_async(F&& f, Args&&... args) const {
     using R = detail::call_result_t<F, Args...>;
     const auto record = detail::apply_record(core_->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-    auto made = AsyncResult<R>::with_new_task(core_, detail::kAnyEngine, detail::single<R>("result"));
+    auto made = detail::ResultAccess::with_new_task<R>(core_, detail::kAnyEngine, detail::single<R>("result"));
     core_->submit_balanced(made.second, queue_, detail::RecordKind::apply, record, retries, timeout_ns(), after_);
     return std::move(made.first);
   }
@@ -104,7 +104,7 @@ class LoadBalancedView {
   LoadBalancedView after(const Results&... results) const {
     LoadBalancedView v = *this;
     auto add = [&v](std::vector<detail::Task> tasks) { v.after_.insert(v.after_.end(), tasks.begin(), tasks.end()); };
-    (add(results.tasks()), ...);
+    (add(detail::ResultAccess::tasks(results)), ...);
     return v;
   }
 

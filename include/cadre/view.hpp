@@ -36,7 +36,7 @@ class BasicView {
       // One engine: the task is allocated with its result, as a load-balanced apply_async does (after
       // encoding, so that the task's submission time does not count it).
       const auto record = detail::apply_record(t_.core()->transport(), std::forward<F>(f), std::forward<Args>(args)...);
-      auto made = AsyncResult<R>::with_new_task(t_.core(), std::uint32_t(t_.ids().at(0)), detail::single<R>("result"));
+      auto made = detail::ResultAccess::with_new_task<R>(t_.core(), std::uint32_t(t_.ids().at(0)), detail::single<R>("result"));
       t_.send_apply(std::move(made.second), record);
       return std::move(made.first);
     } else {

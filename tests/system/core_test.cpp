@@ -711,7 +711,7 @@ TEST(push_pull, a_large_result_is_read_in_place_from_the_segment) {
   auto pulled = e.pull_async<std::vector<double>>("pp_inplace");
   pulled.wait();
   const auto& seg = *rc().segment();
-  const std::byte* p = pulled.tasks().at(0)->bytes.data();
+  const std::byte* p = cadre::detail::ResultAccess::tasks(pulled).at(0)->bytes.data();
   EXPECT_TRUE(p >= seg.base() && p < seg.base() + seg.size()) << "the result was copied out of the segment";
   EXPECT_EQ(pulled.get(), std::vector<double>(1 << 17, 4.0));
   e.erase("pp_inplace").get();

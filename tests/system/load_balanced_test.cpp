@@ -623,7 +623,7 @@ TEST(load_balanced_view, a_task_outlives_a_dropped_result_while_something_still_
   {
     auto slow = lview.apply_async(sleep_ms, 60);
     later = lview.after(slow);
-    watch = slow.tasks().at(0);
+    watch = cadre::detail::ResultAccess::tasks(slow).at(0);
   }
   EXPECT_EQ(later.apply_async(twice, 5).get(kHang), 10);
   EXPECT_FALSE(watch.expired()) << "the view still lists it as a dependency";
@@ -634,7 +634,7 @@ TEST(load_balanced_view, a_task_outlives_a_dropped_result_while_something_still_
   cadre::AsyncResult<int> next;
   {
     auto ar = lview.apply_async(twice, 8);
-    kept = ar.tasks();
+    kept = cadre::detail::ResultAccess::tasks(ar);
     next = ar.then([](int x) { return x + 1; });
   }
   EXPECT_EQ(next.get(kHang), 17);
@@ -847,8 +847,9 @@ struct PerTask {
 };
 PerTask classify(const cadre::AsyncMapResult<long>& amr) {
   PerTask out;
-  for (std::size_t i = 0; i < amr.tasks().size(); ++i) {
-    const auto& t = *amr.tasks()[i];
+  const auto tasks = cadre::detail::ResultAccess::tasks(amr);
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    const auto& t = *tasks[i];
     EXPECT_TRUE(t.is_done()) << i;
     if (auto e = cadre::detail::task_error(t)) {
       out.failed.push_back(i);

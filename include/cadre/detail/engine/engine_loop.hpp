@@ -492,6 +492,17 @@ class Engine {
 
 
   void run_apply(std::span<const std::byte> data) {
+    // The record is self-delimiting: one that starts with the bytes of the last call's head (mode,
+    // code references, callable) makes the same call, so the common case — the same function again —
+    // compares those bytes and neither parses nor resolves anything.
+    LastCall& last = last_call_;
+    if (last.thunk && data.size() >= last.head.size() &&
+        std::memcmp(data.data(), last.head.data(), last.head.size()) == 0) {
+      CallFrame frame{last.fn, data.subspan(last.callable_at, last.callable_len), data.subspan(last.head.size()), &ns_,
+                      &result_};
+      last.thunk(frame);
+      return;
+    }
     const ApplyRecord rec = read_apply_record(data);
     if (rec.mode == CallMode::ffi) {
       call_through_ffi(rec, result_);
@@ -499,9 +510,23 @@ class Engine {
     }
     Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(rec.thunk, last_thunk_));
     void* fn = rec.fn.empty() ? nullptr : resolve_cached(rec.fn, last_fn_);
+    last.thunk = nullptr;  // until the head below is whole
+    last.head.assign(data.begin(), data.begin() + (rec.args.data() - data.data()));
+    last.callable_at = std::size_t(rec.callable.data() - data.data());
+    last.callable_len = rec.callable.size();
+    last.fn = fn;
+    last.thunk = thunk;
     CallFrame frame{fn, rec.callable, rec.args, &ns_, &result_};
     thunk(frame);
   }
+
+  /// What the last thunk-mode apply record resolved to, and the bytes before its arguments.
+  struct LastCall {
+    std::vector<std::byte> head;
+    Thunk thunk = nullptr;
+    void* fn = nullptr;
+    std::size_t callable_at = 0, callable_len = 0;
+  };
 
   /// A code reference's bytes (take_code_ref), resolved; repeated calls of the same function skip the lookup.
   struct ResolvedRef {
@@ -650,6 +675,7 @@ class Engine {
   RingProducer completions_[kMaxClients];
   std::vector<std::byte> result_;
   ResolvedRef last_thunk_, last_fn_;
+  LastCall last_call_;
   std::uint32_t next_queue_ = 0;
   OutputCapture capture_;
   std::string out_, err_;
