@@ -247,7 +247,8 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   ClusterInfo info;
   info.name = std::string(cluster);
   info.segment_path = segment_path(cluster);
-  const int fd = ::open(info.segment_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // O_NONBLOCK: what another user put under this name may be a FIFO, whose open would wait for a writer.
+  const int fd = ::open(info.segment_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::nullopt;
     throw connection_error("cannot open " + info.segment_path + ": " + std::strerror(errno));

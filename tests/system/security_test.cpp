@@ -386,6 +386,29 @@ TEST(security, a_file_planted_under_roots_segment_name_neither_crashes_nor_hijac
   ::close(planted_fd);
 }
 
+// A FIFO opened for reading blocks until a writer comes: another user's FIFO under root's segment
+// name must be reported as foreign by `cadre list` and `cadre status`, never waited on.
+TEST(security, a_fifo_planted_under_roots_segment_name_does_not_hang_the_cli) {
+  CADRE_SKIP_UNLESS_ROOT();
+  PublicCli cli;
+  ASSERT_FALSE(cli.exe.empty()) << "no cadre binary in '" << bin_dir() << "' (set CADRE_BIN_DIR)";
+  const std::string name = unique_name("sec");
+  const std::string path = shm_path(name);
+  RemoveOnExit cleanup{name};
+  const ChildResult planted = as_nobody([&] { return ::mkfifo(path.c_str(), 0666) == 0 ? 0 : 1; });
+  ASSERT_TRUE(planted.exited && planted.code == 0) << describe(planted);
+
+  // The bound only ends a hang; a working CLI answers at once.
+  const CliResult list = run_cli(cli.exe, {"list"}, false, 20s);
+  EXPECT_EQ(list.code, 0) << list.text();
+  EXPECT_NE(list.output.find(name), std::string::npos) << "the odd entry is listed as such\n" << list.text();
+  EXPECT_NE(list.output.find("foreign"), std::string::npos) << list.text();
+  const CliResult status = run_cli(cli.exe, {"status", "--name", name}, false, 20s);
+  EXPECT_EQ(status.code, 0) << "cadre status hung on the FIFO or failed\n" << status.text();
+  EXPECT_NE(status.output.find("foreign"), std::string::npos) << status.text();
+  EXPECT_NE(status.output.find("65534"), std::string::npos) << "the message names the owner\n" << status.text();
+}
+
 // Segment::create removes a foreign file of its name, then creates its own. If the other user puts
 // a new file there in between, the second exclusive create fails: that must be a connection_error too.
 TEST(security, a_file_planted_again_and_again_under_roots_segment_name_gives_success_or_connection_error) {
