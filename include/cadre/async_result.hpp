@@ -60,11 +60,11 @@ class AsyncResult {
     });
   }
 
-  /// True when every task has finished (successfully or not).
+  /// True when every task has finished (successfully or not). Does not wait, but takes in what has
+  /// arrived, so `while (!ar.ready()) sleep_for(10ms);` ends when the tasks do.
   [[nodiscard]] bool ready() const {
-    for (const auto& t : all_tasks())
-      if (!t->is_done()) return false;
-    return true;
+    take_in();
+    return all_done();
   }
 
   /// Waits for every task; never throws for the tasks' own errors.
@@ -120,6 +120,7 @@ class AsyncResult {
 
   /// Seconds from submission until the last task finished (or until now, if not ready).
   double elapsed() const {
+    take_in();
     std::uint64_t end = 0;
     for (const auto& t : all_tasks()) {
       if (!t->is_done()) {
@@ -133,6 +134,7 @@ class AsyncResult {
 
   /// Tasks finished so far, and in all.
   std::size_t progress() const {
+    take_in();
     std::size_t n = 0;
     for (const auto& t : all_tasks()) n += t->is_done();
     return n;
@@ -186,6 +188,7 @@ class AsyncResult {
     std::chrono::steady_clock::time_point submitted, started, completed;
   };
   TaskMetadata metadata(std::size_t i = 0) const {
+    take_in();
     const auto tasks = all_tasks();
     if (i >= tasks.size()) throw std::out_of_range("AsyncResult::metadata(" + std::to_string(i) + "): the result has " + std::to_string(tasks.size()) + " tasks");
     const auto& t = *tasks[i];
@@ -258,6 +261,17 @@ class AsyncResult {
   detail::ClientCore& core() const {
     (void)state();  // the same error for an empty result
     return *core_;
+  }
+
+  bool all_done() const {
+    for (const auto& t : all_tasks())
+      if (!t->is_done()) return false;
+    return true;
+  }
+
+  /// What a non-blocking query calls first: completions that have arrived are taken in.
+  void take_in() const {
+    if (!all_done()) core().poll_now();
   }
 
   /// The tasks, for reading while this result lives: a non-owning handle stands for a task allocated

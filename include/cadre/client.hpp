@@ -73,6 +73,7 @@ class Client {
     std::uint64_t done;
   };
   std::vector<EngineQueue> queue_status() const {
+    core_->poll_now();  // what has arrived counts as done
     std::vector<EngineQueue> out;
     for (std::uint32_t e = 0; e < size(); ++e) {
       const auto l = core_->transport().load(e);

@@ -660,6 +660,33 @@ TEST(load_balanced_view, a_task_waiting_for_its_dependencies_can_be_aborted) {
 // abort and timeout
 // ============================================================================================
 
+// IPython's idiom `while not ar.ready(): time.sleep(1)`: the non-blocking queries take in completions
+// that have arrived, so a loop that only polls them sees its tasks finish, on a load-balanced and on a
+// direct view alike (nothing else in this process waits).
+TEST(async_result, ready_polled_in_a_loop_turns_true_without_a_blocking_call) {
+  Fixture f(2);
+  const auto balanced = f.rc.load_balanced_view().apply_async(sleep_ms, 100);
+  const auto direct = f.rc[1].apply_async(sleep_ms, 100);
+  const auto give_up = std::chrono::steady_clock::now() + 20s;  // a bound against a hang, not a timing check
+  while (!(balanced.ready() && direct.ready()) && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(balanced.ready()) << "ready() never saw the load-balanced task finish";
+  ASSERT_TRUE(direct.ready()) << "ready() never saw the direct task finish";
+  EXPECT_TRUE(balanced.successful());
+  EXPECT_EQ(direct.get(), 1);
+  EXPECT_GE(balanced.metadata().engine_id, 0) << "the engine that ran it is known once it is done";
+}
+
+TEST(async_result, progress_and_queue_status_see_finished_tasks_without_a_blocking_call) {
+  Fixture f(1);
+  const auto ar = f.rc[0].apply_async(sleep_ms, 50);
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (ar.progress() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(ar.progress(), 1u);
+  EXPECT_EQ(f.rc.outstanding(), 0u) << "the client took the completion in";
+  EXPECT_EQ(f.rc.queue_status()[0].done, 1u);
+}
+
 TEST(load_balanced_view, abort_of_a_queued_task_stops_it_from_ever_running) {
   Fixture f(1);
   auto lview = f.rc.load_balanced_view();

@@ -158,8 +158,6 @@ class ClientCore {
     t.submitted_ns = task_now_ns();
   }
 
-  /// Aborts a task that no engine has started: it never runs and its future fails with aborted_error.
-  /// False when it is running or finished.
   /// Aborts a task. A queued one never runs; a running one is interrupted (its engine jumps out of it
   /// and serves on; get() throws aborted_error). False when it already finished.
   [[nodiscard]] bool abort(TaskState& t) {
@@ -205,6 +203,19 @@ class ClientCore {
         return;
       }
       progress_locked(slice_ns, until);
+    }
+    send_deferred();
+  }
+
+  /// Takes in what has arrived, without waiting: the non-blocking queries (AsyncResult::ready, progress,
+  /// elapsed, metadata, Client::queue_status) call it, so that a loop that polls them sees its tasks
+  /// finish. Also fails the tasks of dead engines once per health period, as waiting does.
+  void poll_now() {
+    {
+      std::unique_lock lock(poll_mu_, std::try_to_lock);
+      if (!lock) return;  // another thread is draining: it takes in our completions too
+      drain();
+      if (coarse_now_ns() >= next_health_ns_) check_health();
     }
     send_deferred();
   }
