@@ -833,7 +833,7 @@ TEST(cluster, a_client_that_outlives_its_cluster_fails_fast_with_engine_error) {
   EXPECT_LT(seconds_since(t0), 5.0);
 }
 
-TEST(cluster, after_its_launcher_is_killed_the_engines_stop_and_the_name_can_be_used_again) {
+TEST(cluster, after_its_launcher_is_killed_the_engines_stop_clients_are_refused_and_the_name_can_be_used_again) {
   const std::string name = unique_name("orphan");
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
@@ -860,6 +860,14 @@ TEST(cluster, after_its_launcher_is_killed_the_engines_stop_and_the_name_can_be_
   ASSERT_EQ(got, ssize_t(sizeof pids)) << "the launcher did not start its cluster";
   EXPECT_TRUE(shm_exists(name));  // nobody removed it
   for (pid_t p : pids) EXPECT_TRUE(wait_until([&] { return !cadre::detail::process_alive(p); }, 10s)) << "engine " << p << " outlived its launcher";
+  // A client refuses the stale cluster at once, with the way out, instead of failing every task.
+  try {
+    const cadre::Client stale{name};
+    ADD_FAILURE() << "a client attached to a cluster whose launcher is dead";
+  } catch (const cadre::connection_error& e) {
+    EXPECT_NE(std::string(e.what()).find("stale"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cadre stop --name " + name), std::string::npos) << e.what();
+  }
   cadre::Cluster again({.engines = 1, .name = name});  // the stale segment is replaced
   EXPECT_EQ(again.client()[0].apply_sync(twice, 4), 8);
 }

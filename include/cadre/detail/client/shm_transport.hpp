@@ -46,6 +46,13 @@ class ShmTransport final : public Transport {
  public:
   /// Attaches to the cluster's segment and claims a client slot. Throws connection_error.
   explicit ShmTransport(std::string_view cluster) : seg_(std::make_shared<Segment>(Segment::open(cluster))) {
+    // A launcher that died without cleaning up leaves a segment whose engines are gone: every task
+    // would fail with engine_error. Say so once, here, with the way out.
+    const pid_t launcher = seg_->header().creator_pid;
+    if (launcher > 0 && !process_alive(launcher))
+      throw connection_error("cluster '" + std::string(cluster) + "' is stale: its launcher (pid " + std::to_string(launcher) +
+                             ") is gone, and its engines with it; clean it up with `cadre stop --name " + std::string(cluster) +
+                             "`, then start it again");
     claim_slot();
     const auto& h = seg_->header();
     const std::uint32_t n = h.engine_count;
