@@ -13,8 +13,10 @@ namespace cadre {
 /// Iterating yields the results in input order, each as soon as the task that computed it is done
 /// (for an unordered load-balanced map: in completion order).
 ///
-///     cadre::AsyncMapResult<long> amr = dview.map_async(pow10, std::views::iota(0L, 3200L));
-///     for (long y : amr) use(y);    // chunk by chunk, while later chunks still run
+/// ```cpp
+/// cadre::AsyncMapResult<long> amr = dview.map_async(pow10, std::views::iota(0L, 3200L));
+/// for (long y : amr) use(y);    // chunk by chunk, while later chunks still run
+/// ```
 template <class R>
 class AsyncMapResult : public AsyncResult<std::vector<R>> {
   using Base = AsyncResult<std::vector<R>>;

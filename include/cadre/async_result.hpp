@@ -30,9 +30,11 @@ struct ResultAccess;
 /// or none at all (`AsyncResult<void>` for push and execute). A cheap, copyable handle: copies share
 /// the tasks, and get() may be called any number of times.
 ///
-///     cadre::AsyncResult<std::vector<int>> ar = odd.apply_async(twice, 1);
-///     ar.wait_interactive();            // progress on stderr
-///     std::vector<int> v = ar.get();    // {2, 2}, or the engines' errors rethrown
+/// ```cpp
+/// cadre::AsyncResult<std::vector<int>> ar = odd.apply_async(twice, 1);
+/// ar.wait_interactive();            // progress on stderr
+/// std::vector<int> v = ar.get();    // {2, 2}, or the engines' errors rethrown
+/// ```
 template <class T>
 class AsyncResult {
  public:

@@ -19,6 +19,7 @@
 #include <cadre/errors.hpp>
 #include <cadre/export.hpp>
 #include <cadre/load_balanced_view.hpp>
+#include <cadre/map_calls.hpp>
 #include <cadre/namespace.hpp>
 #include <cadre/ref.hpp>
 #include <cadre/shared_vector.hpp>

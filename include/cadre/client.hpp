@@ -20,9 +20,11 @@ namespace cadre {
 /// A connection to a running cluster. Copies share the connection (one client slot of the cluster's
 /// four), released when the last copy and the last result made from it are gone.
 ///
-///     cadre::Client rc;                         // $CADRE_CLUSTER, else "default" (`cadre start`)
-///     cadre::EngineView e0 = rc[0];
-///     cadre::DirectView even = rc[cadre::slice{0, cadre::end, 2}];
+/// ```cpp
+/// cadre::Client rc;                         // $CADRE_CLUSTER, else "default" (`cadre start`)
+/// cadre::EngineView e0 = rc[0];
+/// cadre::DirectView even = rc[cadre::slice{0, cadre::end, 2}];
+/// ```
 class Client {
  public:
   /// Connects to the cluster named by $CADRE_CLUSTER, else "default". Throws connection_error.

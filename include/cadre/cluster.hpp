@@ -19,12 +19,14 @@ namespace cadre {
 
 /// A cluster of engine processes on this machine.
 ///
-///     int main(int argc, char** argv) {
-///       cadre::init(argc, argv);                 // engines serve here and exit
-///       cadre::Cluster cluster({.engines = 4});
-///       cadre::Client rc = cluster.client();
-///       ...
-///     }                                           // engines stopped, segment removed
+/// ```cpp
+/// int main(int argc, char** argv) {
+///   cadre::init(argc, argv);                 // engines serve here and exit
+///   cadre::Cluster cluster({.engines = 4});
+///   cadre::Client rc = cluster.client();
+///   std::vector<pid_t> pids = rc[cadre::all].apply_sync(::getpid);
+/// }                                           // engines stopped, segment removed
+/// ```
 class Cluster {
  public:
   explicit Cluster(ClusterOptions opts = {}) : launcher_(std::move(opts)) {}

@@ -35,9 +35,11 @@ namespace cadre {
 /// same for binaries built by the same compiler, but no more stable than that: to make a cereal
 /// type's name cross-binary-stable, specialize codec<T> on top of this class and give it a name():
 ///
-///   template <> struct cadre::codec<my::Point> : cadre::cereal_codec<my::Point> {
-///     static std::string name() { return "my::Point/1"; }
-///   };
+/// ```cpp
+/// template <> struct cadre::codec<my::Point> : cadre::cereal_codec<my::Point> {
+///   static std::string name() { return "my::Point/1"; }
+/// };
+/// ```
 ///
 /// Decoding default-constructs T, then loads into it. Truncated input is a decode_error; cereal
 /// never reads past the payload, but it trusts the sizes inside it (a corrupt std::vector size in
@@ -102,16 +104,18 @@ inline constexpr bool cereal_serializable_v =
 ///     cereal_codec<T> (see there for making its name cross-binary-stable); or
 ///  2. specialize codec<T> with the four members every codec has:
 ///
-///   template <> struct cadre::codec<my::Id> {
-///     // Structural and stable, e.g. "my::Id".
-///     static std::string name();
-///     // APPENDS the payload to out.
-///     static void encode(const my::Id&, std::vector<std::byte>& out);
-///     // Exactly one payload; throws decode_error when it is malformed.
-///     static my::Id decode(std::span<const std::byte> payload);
-///     // The number of bytes encode appends.
-///     static std::size_t size(const my::Id&);
-///   };
+/// ```cpp
+/// template <> struct cadre::codec<my::Id> {
+///   // Structural and stable, e.g. "my::Id".
+///   static std::string name();
+///   // APPENDS the payload to out.
+///   static void encode(const my::Id&, std::vector<std::byte>& out);
+///   // Exactly one payload; throws decode_error when it is malformed.
+///   static my::Id decode(std::span<const std::byte> payload);
+///   // The number of bytes encode appends.
+///   static std::size_t size(const my::Id&);
+/// };
+/// ```
 ///
 /// A codec may also declare `static constexpr std::size_t fixed_size` when every payload has that
 /// many bytes; containers then store its elements without a length prefix.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cadre/async_map_result.hpp>
+#include <cadre/map_calls.hpp>
 #include <cadre/detail/client/data_plane.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/view.hpp>
@@ -23,11 +24,13 @@ struct ScatterOptions {
 /// `rc[std::vector<int>{3, 1}]`. Every call runs on each engine; results come back as a std::vector
 /// with one element per engine, in the order of targets().
 ///
-///     cadre::DirectView all = rc[cadre::all];
-///     std::vector<pid_t> pids = all.apply_sync(::getpid);
-///     all["a"] = 5;
-///     std::vector<int> a = all.pull<int>("a");   // {5, 5, 5, 5}
-class DirectView : public BasicView<false> {
+/// ```cpp
+/// cadre::DirectView all = rc[cadre::all];
+/// std::vector<pid_t> pids = all.apply_sync(::getpid);
+/// all["a"] = 5;
+/// std::vector<int> a = all.pull<int>("a");   // {5, 5, 5, 5}
+/// ```
+class DirectView : public BasicView<false>, public MapCalls<DirectView> {
  public:
   DirectView() = default;
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<int> ids) : BasicView(detail::Targets(std::move(core), std::move(ids))) {}
@@ -39,8 +42,10 @@ class DirectView : public BasicView<false> {
   /// numbers are written straight into the engines' memory; an Eigen matrix is split into row blocks
   /// (vectors into segments); a SharedVector is not copied at all.
   ///
-  ///     dview.scatter("a", std::vector<int>{0, 1, ..., 15});   // engine 0: {0,1,2,3}, ...
-  ///     dview.scatter("id", rc.ids(), {.flatten = true});      // engine p: int p
+  /// ```cpp
+  /// dview.scatter("a", std::views::iota(0, 16));           // 4 engines: engine 0 gets {0,1,2,3}, ...
+  /// dview.scatter("id", rc.ids(), {.flatten = true});      // engine p: int p
+  /// ```
   template <class Range>
   AsyncResult<void> scatter(std::string_view name, const Range& data, ScatterOptions opts = {}) const {
     std::vector<detail::Task> tasks;
@@ -87,12 +92,15 @@ class DirectView : public BasicView<false> {
     detail::gather_into(tasks, name, out);
   }
 
-  /// Maps f over the sequences (zipped when several), one task per engine, each on a contiguous chunk.
-  /// Results come back in input order.
-  ///
-  ///     std::vector<long> p = dview.map_sync(pow10, std::views::iota(0L, 32L));
+  // map_async, map_sync and map come from MapCalls: one task per engine on its contiguous share of the
+  // items (with MapOptions::chunksize, that share cut into tasks of chunksize items).
+
+ private:
+  friend class MapCalls<DirectView>;
+
   template <class F, class Range, class... Ranges>
-  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_async(F&& f, const Range& xs, const Ranges&... more) const {
+  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_tasks(const F& f, const MapOptions& opts, const Range& xs,
+                                                                      const Ranges&... more) const {
     using R = detail::map_result_t<F, Range, Ranges...>;
     const std::size_t n = std::size_t(std::ranges::size(xs));
     if (((std::size_t(std::ranges::size(more)) != n) || ...))
@@ -101,30 +109,23 @@ class DirectView : public BasicView<false> {
     auto& tr = t_.core()->transport();
     std::vector<detail::Task> tasks;
     std::vector<std::byte> buf;
-    for (std::size_t p = 0; p < ids.size(); ++p) {
-      const detail::Chunk c = detail::partition(n, ids.size(), p);
+    auto send = [&](int engine, detail::Chunk c) {
       buf.clear();
       detail::encode_map(buf, tr.engines_run_this_program(), tr, f, chunk_of(xs, c), chunk_of(more, c)...);
-      tasks.push_back(t_.core()->submit(std::uint32_t(ids[p]), detail::RecordKind::apply, 0, buf));
+      tasks.push_back(t_.core()->submit(std::uint32_t(engine), detail::RecordKind::apply, 0, buf));
+    };
+    for (std::size_t p = 0; p < ids.size(); ++p) {
+      const detail::Chunk share = detail::partition(n, ids.size(), p);
+      if (opts.chunksize == 0) {
+        send(ids[p], share);
+        continue;
+      }
+      for (std::size_t at = 0; at < share.count; at += opts.chunksize)
+        send(ids[p], {share.begin + at, std::min(opts.chunksize, share.count - at)});
     }
-    return AsyncMapResult<R>(t_.core(), std::move(tasks));
+    return AsyncMapResult<R>(t_.core(), std::move(tasks), opts.ordered);
   }
 
-  /// map_async, waiting for the results.
-  template <class F, class Range, class... Ranges>
-  std::vector<detail::map_result_t<F, Range, Ranges...>> map_sync(F&& f, const Range& xs, const Ranges&... more) const {
-    return map_async(std::forward<F>(f), xs, more...).get();
-  }
-
-  /// map_async, waiting (and rethrowing errors) first when `block` is set.
-  template <class F, class Range, class... Ranges>
-  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map(F&& f, const Range& xs, const Ranges&... more) const {
-    auto r = map_async(std::forward<F>(f), xs, more...);
-    if (block) r.get();
-    return r;
-  }
-
- private:
   template <class Range>
   static auto chunk_of(const Range& r, detail::Chunk c) {
     auto b = std::ranges::begin(r);

@@ -12,9 +12,12 @@ namespace cadre {
 /// Call first in main(). In a process that a Cluster started as an engine, serves the cluster until
 /// it stops and then exits the process; in any other process, returns at once.
 ///
-///     int main(int argc, char** argv) {
-///       cadre::init(argc, argv);
-///       ...
+/// ```cpp
+/// int main(int argc, char** argv) {
+///   cadre::init(argc, argv);   // an engine serves here and exits; a client goes on
+///   cadre::Client rc;
+/// }
+/// ```
 inline void init(int argc = 0, char** argv = nullptr) {
   (void)argc, (void)argv;
   const char* cluster = std::getenv("CADRE_ENGINE_CLUSTER");

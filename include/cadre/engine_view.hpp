@@ -11,10 +11,12 @@ namespace cadre {
 
 /// One engine of a cluster, as `rc[0]` or `rc[-1]`.
 ///
-///     cadre::EngineView e0 = rc[0];
-///     pid_t p = e0.apply_sync(::getpid);
-///     e0["a"] = 9;
-///     int a = e0.pull<int>("a");
+/// ```cpp
+/// cadre::EngineView e0 = rc[0];
+/// pid_t p = e0.apply_sync(::getpid);
+/// e0["a"] = 9;
+/// int a = e0.pull<int>("a");
+/// ```
 class EngineView : public BasicView<true> {
  public:
   EngineView() = default;

@@ -8,12 +8,16 @@
 /// program). Put it at namespace scope in the shared library that defines the function, and load that
 /// library in the client (link it, or dlopen it): the engines load it by path when first called.
 ///
-///     // libstats.so
-///     double mean(std::vector<double> xs) { return std::reduce(xs.begin(), xs.end()) / xs.size(); }
-///     CADRE_EXPORT(mean);
+/// ```cpp
+/// // libstats.so
+/// double mean(std::vector<double> xs) { return std::reduce(xs.begin(), xs.end()) / xs.size(); }
+/// CADRE_EXPORT(mean);
+/// ```
 ///
-///     // the client, against a cluster started with plain `cadre start -n 4`
-///     std::vector<double> means = client[cadre::all].apply_sync(mean, cadre::ref("samples"));
+/// ```cpp
+/// // the client, against a cluster started with plain `cadre start -n 4`
+/// std::vector<double> means = client[cadre::all].apply_sync(mean, cadre::ref("samples"));
+/// ```
 ///
 /// C functions whose parameters and result are numbers (like ::cos) need no export: they are called
 /// through libffi.

@@ -7,6 +7,7 @@
 
 #include <cadre/async_map_result.hpp>
 #include <cadre/async_result.hpp>
+#include <cadre/map_calls.hpp>
 #include <cadre/detail/client/partition.hpp>
 #include <cadre/detail/client/requests.hpp>
 
@@ -20,19 +21,15 @@
 
 namespace cadre {
 
-/// How a load-balanced map is cut into tasks.
-struct MapOptions {
-  std::size_t chunksize = 0;  ///< items per task; 0: about 16 tasks per engine
-  bool ordered = true;        ///< false: iterate results in completion order
-};
-
 /// A view that runs each task on whichever of its engines is free.
 ///
-///     cadre::LoadBalancedView lview = rc.load_balanced_view();
-///     int x = lview.apply_sync(twice, 21);
-///     auto amr = lview.map_async(pow10, xs, {.chunksize = 64, .ordered = false});
-///     for (long y : amr) ...              // in completion order
-class LoadBalancedView {
+/// ```cpp
+/// cadre::LoadBalancedView lview = rc.load_balanced_view();
+/// int x = lview.apply_sync(twice, 21);
+/// auto amr = lview.map_async(pow10, xs, {.chunksize = 64, .ordered = false});
+/// for (long y : amr) use(y);          // in completion order
+/// ```
+class LoadBalancedView : public MapCalls<LoadBalancedView> {
  public:
   /// Re-run a task whose engine died, up to this many more times.
   int retries = 0;
@@ -71,32 +68,8 @@ class LoadBalancedView {
     return r;
   }
 
-  /// Maps f over the sequences (zipped when several) in chunks of `chunksize` items, each chunk a task
-  /// for the first free engine. A trailing MapOptions argument sets chunksize and ordering.
-  template <class F, class... Args>
-  auto map_async(F&& f, const Args&... args) const {
-    constexpr std::size_t n = sizeof...(Args);
-    auto all = std::forward_as_tuple(args...);
-    if constexpr (std::is_same_v<std::decay_t<std::tuple_element_t<n - 1, std::tuple<Args...>>>, MapOptions>) {
-      return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return map_impl(f, std::get<n - 1>(all), std::get<I>(all)...);
-      }(std::make_index_sequence<n - 1>{});
-    } else {
-      return map_impl(f, MapOptions{}, args...);
-    }
-  }
-
-  template <class F, class... Args>
-  auto map_sync(F&& f, const Args&... args) const {
-    return map_async(std::forward<F>(f), args...).get();
-  }
-
-  template <class F, class... Args>
-  auto map(F&& f, const Args&... args) const {
-    auto r = map_async(std::forward<F>(f), args...);
-    if (block) r.get();
-    return r;
-  }
+  // map_async, map_sync and map come from MapCalls: tasks of MapOptions::chunksize items (by default
+  // about 16 tasks per engine), each taken by the first free engine.
 
   /// A copy of this view whose tasks start only after these results succeeded (a failed one makes
   /// them fail with dependency_error, without running).
@@ -118,9 +91,11 @@ class LoadBalancedView {
 
   std::uint64_t timeout_ns() const { return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()); }
 
+  friend class MapCalls<LoadBalancedView>;
+
   template <class F, class Range, class... Ranges>
-  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_impl(const F& f, const MapOptions& opts, const Range& xs,
-                                                                     const Ranges&... more) const {
+  AsyncMapResult<detail::map_result_t<F, Range, Ranges...>> map_tasks(const F& f, const MapOptions& opts, const Range& xs,
+                                                                      const Ranges&... more) const {
     using R = detail::map_result_t<F, Range, Ranges...>;
     const std::size_t n = std::size_t(std::ranges::size(xs));
     if (((std::size_t(std::ranges::size(more)) != n) || ...))

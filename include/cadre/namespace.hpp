@@ -26,10 +26,12 @@ struct NamespaceAccess;
 /// The values held by one engine, by name. Only code running on that engine touches it (engine-side
 /// functions receive it as `cadre::Namespace&`, or call `cadre::this_engine::ns()`).
 ///
-///     all.execute([](cadre::Namespace& ns) {
-///       auto a = ns.view<std::vector<int>>("a");          // std::span<const int>, no copy
-///       ns.set("asum", std::accumulate(a.begin(), a.end(), 0));
-///     });
+/// ```cpp
+/// all.execute([](cadre::Namespace& ns) {
+///   auto a = ns.view<std::vector<int>>("a");          // std::span<const int>, no copy
+///   ns.set("asum", std::accumulate(a.begin(), a.end(), 0));
+/// });
+/// ```
 ///
 /// Large values (64 KiB and more) live in the cluster's shared segment, so the client pulls and
 /// gathers them without the engine copying a byte.
@@ -77,8 +79,10 @@ class Namespace {
   /// result straight into it and clients pull or gather it from where it was written (large arrays
   /// live in the shared segment): no copy, no heap allocation on the engine.
   ///
-  ///     auto c = ns.allocate<Eigen::MatrixXd>("C", a.rows(), b.cols());
-  ///     c.noalias() = a * b;
+  /// ```cpp
+  /// auto c = ns.allocate<Eigen::MatrixXd>("C", a.rows(), b.cols());
+  /// c.noalias() = a * b;
+  /// ```
   ///
   /// Valid until name is set again or erased. Clients see the value once the engine function returns.
   /// Throws std::invalid_argument when the shape contradicts M's fixed size, capacity_error when the

@@ -9,8 +9,10 @@ namespace cadre {
 /// Names a value in each engine's namespace, to pass as an argument in its place: the engine reads
 /// the value from its own namespace and calls the function with it, so the value never travels.
 ///
-///     view.push("a", 21);                                              // every engine stores "a"
-///     view.apply_sync([](int a, int k) { return a * k; }, cadre::ref("a"), 2);   // {42, 42, ...}
+/// ```cpp
+/// view.push("a", 21);                                              // every engine stores "a"
+/// view.apply_sync([](int a, int k) { return a * k; }, cadre::ref("a"), 2);   // {42, 42, ...}
+/// ```
 ///
 /// The name must hold a value of the parameter's type on each engine; otherwise the call fails
 /// with cadre::name_error or cadre::type_error.

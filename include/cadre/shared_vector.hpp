@@ -17,9 +17,11 @@ namespace cadre {
 /// its slice: no byte moves, so the cost does not grow with the size. Copies of the handle share the
 /// array; the memory is freed when the last handle and the last engine view are gone.
 ///
-///     cadre::SharedVector<double> v = rc.make_shared_vector<double>(1 << 20);
-///     std::iota(v.begin(), v.end(), 0.0);
-///     dview.scatter("v", v);                 // engines: ns.view<std::vector<double>>("v")
+/// ```cpp
+/// cadre::SharedVector<double> v = rc.make_shared_vector<double>(1 << 20);
+/// std::iota(v.begin(), v.end(), 0.0);
+/// dview.scatter("v", v);                 // engines: ns.view<std::vector<double>>("v")
+/// ```
 template <class T>
 class SharedVector {
   static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, "cadre::SharedVector holds numbers");

@@ -411,6 +411,38 @@ TEST(load_balanced_view, a_zipped_map_pairs_the_sequences_element_by_element) {
   EXPECT_THROW(lview.map_async(add, a, std::vector<long>(3)), std::invalid_argument);
 }
 
+TEST(load_balanced_view, map_calls_take_their_options_as_a_braced_list) {
+  Fixture f(2);
+  auto lview = f.rc.load_balanced_view();
+  std::vector<long> xs(100), serial, sums;
+  std::iota(xs.begin(), xs.end(), 0L);
+  for (long x : xs) serial.push_back(affine(x)), sums.push_back(x + x);
+  auto amr = lview.map_async(affine, xs, {.chunksize = 7, .ordered = false});
+  EXPECT_EQ(amr.msg_ids().size(), 15u);  // 100 items in tasks of 7
+  EXPECT_TRUE(std::ranges::is_permutation(amr.get(kHang), serial));
+  EXPECT_EQ(lview.map_sync(affine, xs, {.chunksize = 7}), serial);
+  EXPECT_EQ(lview.map(add, xs, xs, {.chunksize = 30}).get(kHang), sums);
+  EXPECT_EQ(lview.map_sync(add, xs, xs, {}), sums);
+}
+
+TEST(direct_view, map_with_a_chunksize_cuts_each_engines_share_into_tasks_of_that_many_items_on_that_engine) {
+  Fixture f(2);
+  cadre::DirectView all = f.rc[cadre::all];
+  std::vector<long> xs(101), serial;
+  std::iota(xs.begin(), xs.end(), 0L);
+  for (long x : xs) serial.push_back(affine(x));
+  auto amr = all.map_async(affine, xs, {.chunksize = 10});
+  EXPECT_EQ(amr.msg_ids().size(), 11u);  // engine 0: 51 items in 6 tasks, engine 1: 50 in 5
+  EXPECT_EQ(amr.engine_ids(), (std::vector<int>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(amr.get(kHang), serial);
+  EXPECT_EQ(all.map_async(affine, xs).msg_ids().size(), 2u);  // by default one task per engine
+  // sleep_ms returns where it ran: engine 0 sleeps 100 ms three times, engine 1 1 ms three times.
+  auto un = all.map(sleep_ms, std::vector<int>{100, 100, 100, 1, 1, 1}, {.chunksize = 1, .ordered = false});
+  std::vector<int> order;
+  for (int e : un) order.push_back(e);
+  EXPECT_EQ(order, (std::vector<int>{1, 1, 1, 0, 0, 0})) << "in completion order, engine 1's short tasks come first";
+}
+
 TEST(load_balanced_view, a_map_with_one_failing_item_fails_with_one_remote_error) {
   Fixture f(2);
   auto lview = f.rc.load_balanced_view();

@@ -1,0 +1,106 @@
+// cadre/map_calls.hpp — MapOptions, and the map_async / map_sync / map spellings that DirectView and
+// LoadBalancedView share.
+#pragma once
+
+#include <cadre/async_map_result.hpp>
+#include <cadre/detail/wire/map_call.hpp>
+
+#include <cstddef>
+#include <ranges>
+#include <utility>
+
+namespace cadre {
+
+/// How a map is cut into tasks, and in which order its results are iterated.
+struct MapOptions {
+  /// Items per task. 0: about 16 tasks per engine for a LoadBalancedView, one task per engine (its
+  /// whole contiguous share) for a DirectView.
+  std::size_t chunksize = 0;
+  bool ordered = true;  ///< false: iterate results in completion order
+};
+
+namespace detail {
+/// What map takes as a sequence: a range whose size is known up front (it is cut into chunks).
+template <class R>
+concept map_sequence = std::ranges::input_range<const R> && std::ranges::sized_range<const R>;
+}  // namespace detail
+
+/// The map calls of a view `View`, which provides `map_tasks(f, const MapOptions&, const Ranges&...)`
+/// (returning an AsyncMapResult) and a `block` member. f is mapped over the sequences, zipped when
+/// there are several, and the results come back in input order unless `.ordered = false`.
+///
+/// A trailing MapOptions may be written as a braced list, as in
+/// ```cpp
+/// auto amr = lview.map_async(pow10, xs, {.chunksize = 64, .ordered = false});
+/// std::vector<long> ys = dview.map_sync(pow10, xs, {.chunksize = 8});
+/// ```
+/// A braced list cannot be deduced through a parameter pack, so one, two and three sequences each
+/// have an overload that takes options; more sequences map with the default options.
+template <class View>
+class MapCalls {
+ public:
+  /// Maps f over the sequences (zipped when several) and returns at once.
+  template <class F, detail::map_sequence Range, detail::map_sequence... Ranges>
+  auto map_async(F&& f, const Range& xs, const Ranges&... more) const {
+    return self().map_tasks(f, MapOptions{}, xs, more...);
+  }
+  template <class F, detail::map_sequence R1>
+  auto map_async(F&& f, const R1& xs, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs);
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2>
+  auto map_async(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs, ys);
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
+  auto map_async(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs, ys, zs);
+  }
+
+  /// map_async, waiting for the results (errors rethrown).
+  template <class F, detail::map_sequence Range, detail::map_sequence... Ranges>
+  auto map_sync(F&& f, const Range& xs, const Ranges&... more) const {
+    return self().map_tasks(f, MapOptions{}, xs, more...).get();
+  }
+  template <class F, detail::map_sequence R1>
+  auto map_sync(F&& f, const R1& xs, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs).get();
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2>
+  auto map_sync(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs, ys).get();
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
+  auto map_sync(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
+    return self().map_tasks(f, opts, xs, ys, zs).get();
+  }
+
+  /// map_async, or map_sync's waiting when the view's `block` is set (the result is then ready).
+  template <class F, detail::map_sequence Range, detail::map_sequence... Ranges>
+  auto map(F&& f, const Range& xs, const Ranges&... more) const {
+    return wait_if_blocking(self().map_tasks(f, MapOptions{}, xs, more...));
+  }
+  template <class F, detail::map_sequence R1>
+  auto map(F&& f, const R1& xs, const MapOptions& opts) const {
+    return wait_if_blocking(self().map_tasks(f, opts, xs));
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2>
+  auto map(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
+    return wait_if_blocking(self().map_tasks(f, opts, xs, ys));
+  }
+  template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
+  auto map(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
+    return wait_if_blocking(self().map_tasks(f, opts, xs, ys, zs));
+  }
+
+ private:
+  const View& self() const noexcept { return static_cast<const View&>(*this); }
+
+  template <class Result>
+  Result wait_if_blocking(Result r) const {
+    if (self().block) r.get();
+    return r;
+  }
+};
+
+}  // namespace cadre
