@@ -11,8 +11,9 @@ What is taken:
 
 A block whose first line declares something (a function, a type, a template, `#include`) is placed at
 namespace scope, inside a namespace of its own (explicit specializations, `template <>`, at global
-scope); anything else is the body of a function of its own. `#line` points compiler errors at the
-documentation line.
+scope); anything else is the body of a function of its own. Both sit in namespace cadre_doc, with the
+prelude's names, so that those never shadow a name of the library. `#line` points compiler errors at
+the documentation line.
 """
 import pathlib
 import re
@@ -94,9 +95,9 @@ def main():
         if 'template <>' in text:
             pieces.append(line + text + '\n')
         elif DECLARATION.match(first):
-            pieces.append(f'namespace snippet_{count} {{\n{line}{text}}}\n\n')
+            pieces.append(f'namespace cadre_doc::snippet_{count} {{\n{line}{text}}}\n\n')
         else:
-            pieces.append(f'[[maybe_unused]] static void snippet_{count}() {{\n{line}{text}}}\n\n')
+            pieces.append(f'namespace cadre_doc {{\n[[maybe_unused]] static void snippet_{count}() {{\n{line}{text}}}\n}}\n\n')
 
     readme_lines = pathlib.Path(readme).read_text().splitlines()
     for start, body in fenced_blocks(readme_lines, None):

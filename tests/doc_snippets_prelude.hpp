@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-using namespace std::chrono_literals;
 
 namespace my {
 struct Point {
@@ -29,6 +28,10 @@ struct Id {
   long value = 0;
 };
 }  // namespace my
+
+namespace cadre_doc {
+
+using namespace std::chrono_literals;
 
 int twice(int x);
 long pow10(long x);
@@ -55,3 +58,5 @@ extern Eigen::Index rows, cols;
 extern std::size_t n;
 using T = double;
 int fn(int);
+
+}  // namespace cadre_doc
