@@ -94,6 +94,13 @@ class Client {
   /// Waits for every task this client has sent.
   void wait() const { core_->wait_all(); }
 
+  /// Aborts every unfinished task of this client, direct and load-balanced: queued ones never run,
+  /// running ones are interrupted; their futures throw aborted_error. Returns how many it reached.
+  /// (Tasks another thread is waiting for in apply_sync are left to it.)
+  std::size_t abort() const {
+    return core_->abort_all([](const detail::TaskState&) { return true; });
+  }
+
   /// Tasks sent but not finished.
   std::size_t outstanding() const { return core_->pending(); }
 

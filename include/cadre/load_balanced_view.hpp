@@ -81,6 +81,12 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
     return v;
   }
 
+  /// Aborts this client's unfinished tasks of this view's engines' queue, as AsyncResult::abort does
+  /// each: queued ones never run, running ones are interrupted. Returns how many it reached.
+  std::size_t abort() const {
+    return core_->abort_all([&](const detail::TaskState& t) { return t.balanced && t.queue == queue_; });
+  }
+
   /// The engines this view may use.
   const std::vector<int>& targets() const noexcept { return targets_; }
 

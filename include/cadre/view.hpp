@@ -4,6 +4,7 @@
 #include <cadre/async_result.hpp>
 #include <cadre/detail/client/requests.hpp>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <span>
@@ -96,6 +97,16 @@ class BasicView {
   /// The names defined on each engine.
   result_t<std::vector<std::string>> names() const {
     return make<std::vector<std::string>>(t_.simple(detail::RecordKind::names), "names", detail::ErrorPolicy::first).get();
+  }
+
+  /// Aborts this client's unfinished tasks on the view's engines, as AsyncResult::abort does each:
+  /// queued ones never run, running ones are interrupted; their futures throw aborted_error. Returns how
+  /// many it reached. (Tasks another thread is waiting for in apply_sync are left to it.)
+  std::size_t abort() const {
+    const auto& ids = t_.ids();
+    return t_.core()->abort_all([&](const detail::TaskState& t) {
+      return !t.balanced && std::find(ids.begin(), ids.end(), int(t.engine)) != ids.end();
+    });
   }
 
   /// `view["a"] = 5` pushes a value.

@@ -774,6 +774,60 @@ TEST(load_balanced_view, abort_of_a_running_task_interrupts_it_and_the_engine_se
   EXPECT_EQ(times_marked(f.rc, tag), 1);
 }
 
+TEST(direct_view, abort_of_a_queued_task_fails_it_with_aborted_error_and_it_never_runs) {
+  Fixture f(2);
+  auto busy = f.rc[1].apply_async(sleep_ms, 400);
+  ASSERT_TRUE(wait_until([&] { return f.rc.queue_status()[1].running; })) << "the long task never started";
+  const int tag = fresh_tag(), after = fresh_tag();
+  auto a = f.rc[1].apply_async(mark, tag);
+  auto b = f.rc[1].apply_async(mark, after);
+  EXPECT_TRUE(a.abort());
+  try {
+    a.get(kHang);
+    FAIL() << "expected aborted_error";
+  } catch (const cadre::aborted_error& e) {
+    EXPECT_NE(std::string(e.what()).find("before it started"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(busy.get(kHang), 1) << "the running task finishes normally";
+  EXPECT_EQ(b.get(kHang), after) << "the task queued behind the aborted one runs";
+  EXPECT_EQ(times_marked(f.rc, tag), 0) << "an aborted task ran";
+  EXPECT_EQ(times_marked(f.rc, after), 1);
+  EXPECT_EQ(f.rc[1].apply_sync(twice, 4), 8);
+}
+
+TEST(direct_view, view_abort_aborts_the_views_unfinished_tasks_and_no_others) {
+  Fixture f(2);
+  cadre::DirectView all = f.rc[cadre::all];
+  auto long_ones = all.apply_async(busy_ms, 3000);
+  ASSERT_TRUE(wait_until([&] { return f.rc.queue_status()[0].running && f.rc.queue_status()[1].running; }));
+  const int tag = fresh_tag();
+  auto queued = all.apply_async(mark, tag);
+  auto elsewhere = f.rc.load_balanced_view().apply_async(twice, 21);  // not a task of `all`
+  EXPECT_EQ(all.abort(), 4u) << "two running and two queued tasks";
+  EXPECT_THROW(long_ones.get(kHang), cadre::composite_error);
+  EXPECT_THROW(queued.get(kHang), cadre::composite_error);
+  EXPECT_EQ(elsewhere.get(kHang), 42) << "a task of another view is left alone";
+  EXPECT_EQ(times_marked(f.rc, tag), 0) << "an aborted task ran";
+  EXPECT_EQ(all.abort(), 0u) << "nothing is left to abort";
+  EXPECT_EQ(all.apply_sync(twice, 1), (std::vector<int>{2, 2}));
+}
+
+TEST(client, abort_aborts_every_unfinished_task_of_the_client_direct_and_load_balanced) {
+  Fixture f(1);
+  auto lview = f.rc.load_balanced_view();
+  auto running = f.rc[0].apply_async(busy_ms, 3000);
+  ASSERT_TRUE(wait_until([&] { return f.rc.queue_status()[0].running; }));
+  const int direct_tag = fresh_tag(), balanced_tag = fresh_tag();
+  auto direct = f.rc[0].apply_async(mark, direct_tag);
+  auto balanced = lview.apply_async(mark, balanced_tag);
+  EXPECT_EQ(f.rc.abort(), 3u);
+  for (auto* r : {&running, &direct, &balanced}) EXPECT_THROW(r->get(kHang), cadre::aborted_error);
+  EXPECT_EQ(f.rc.outstanding(), 0u);
+  EXPECT_EQ(times_marked(f.rc, direct_tag), 0);
+  EXPECT_EQ(times_marked(f.rc, balanced_tag), 0);
+  EXPECT_EQ(lview.apply_sync(twice, 3), 6);
+}
+
 /// Allocates and frees strings for `ms` milliseconds: almost always inside malloc or free.
 long churn(int ms) {
   const auto end = Clock::now() + std::chrono::milliseconds(ms);
@@ -962,8 +1016,8 @@ TEST(load_balanced_view, without_retries_exactly_the_task_running_on_a_killed_en
   ASSERT_EQ(per.failed.size(), 1u);
   EXPECT_THROW(std::rethrow_exception(per.errors[0]), cadre::engine_error);
   EXPECT_EQ(per.wrong, 0u) << "every other item is right";
-  // The lost item never completed anywhere: the survivor did not run it again.
-  EXPECT_EQ(amr.metadata(per.failed[0]).engine_id, -1);
+  // Its metadata names the engine that was running it, as its engine_error does.
+  EXPECT_EQ(amr.metadata(per.failed[0]).engine_id, 1);
   EXPECT_EQ(lview.apply_sync(where), 0);
 }
 

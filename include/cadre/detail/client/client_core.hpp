@@ -63,6 +63,10 @@ class ClientCore {
     }
     std::unique_lock lock(send_mu_[e]);
     for (;;) {
+      if (t->is_done()) {  // aborted while it waited for room in the ring: it is not sent at all
+        if (body) t_->discard(*body);
+        return;
+      }
       const auto sent = try_send(*t, e, kind, aux, head, body);
       if (sent == Transport::SendResult::sent) break;
       if (sent == Transport::SendResult::engine_gone) {  // reaped since health() said it lived; body is freed
@@ -162,19 +166,49 @@ class ClientCore {
   /// and serves on; get() throws aborted_error). False when it already finished.
   [[nodiscard]] bool abort(TaskState& t) {
     if (t.is_done()) return false;
-    if (t.balanced) {
-      if (t.queued ? t_->cancel_balanced(t.queue, t.pos) : remove_deferred(t)) {
-        fail(t, std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted before it started")));
-        return true;
-      }
-      for (std::uint32_t e = 0; e < t_->engine_count(); ++e) {
-        std::uint32_t q;
-        std::uint64_t p;
-        if (t_->balanced_claim(e, q, p) && q == t.queue && p == t.pos) return t_->interrupt(e, t.id);
-      }
-      return false;
+    if (!t.balanced) return abort_direct(t);
+    if (t.queued ? t_->cancel_balanced(t.queue, t.pos) : remove_deferred(t)) {
+      fail(t, std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted before it started")));
+      return true;
     }
-    return t_->interrupt(t.engine, t.id);
+    for (std::uint32_t e = 0; e < t_->engine_count(); ++e) {
+      std::uint32_t q;
+      std::uint64_t p;
+      if (t_->balanced_claim(e, q, p) && q == t.queue && p == t.pos) return t_->interrupt(e, t.id);
+    }
+    return false;
+  }
+
+  /// A direct task: a record still in its engine's queue is marked there, and the engine completes it
+  /// as aborted without running it; one not sent yet (its sender waits for room in the queue) fails here
+  /// and is never sent; a running one is interrupted.
+  bool abort_direct(TaskState& t) {
+    std::unique_lock lock(send_mu_[t.engine]);  // no record is sent to this engine meanwhile
+    if (!t.queued.load(std::memory_order_relaxed))
+      return fail_if_pending(t, std::make_exception_ptr(aborted_error("task " + std::to_string(t.id) + " was aborted before it was sent")));
+    const bool marked = t_->cancel_queued(t.engine, t.pos.load(std::memory_order_relaxed), t.id);
+    lock.unlock();
+    const bool interrupted = t_->interrupt(t.engine, t.id);  // it may have started before the mark
+    return marked || interrupted;
+  }
+
+  /// Aborts every unfinished task of this client that `pick(task)` selects, the newest first (an
+  /// engine's queued records before the one it runs, so that it does not start them meanwhile).
+  /// Tasks of an apply_sync in progress are left to it: their state lives in its caller's frame. Returns
+  /// how many were aborted (queued ones skipped, running ones signalled).
+  template <class Pick>
+  std::size_t abort_all(Pick&& pick) {
+    std::vector<Task> tasks;
+    {
+      std::lock_guard lock(tasks_mu_);
+      pending_.for_each([&](const Task& t) {
+        if (t.use_count() > 0 && !t->is_done() && pick(*t)) tasks.push_back(t);
+      });
+    }
+    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a->id > b->id; });
+    std::size_t n = 0;
+    for (const Task& t : tasks) n += abort(*t) ? 1 : 0;
+    return n;
   }
 
   /// Waits until t is done, or until deadline_ns (monotonic; 0 = forever). False on timeout.
@@ -262,7 +296,14 @@ class ClientCore {
   Transport::SendResult try_send(TaskState& t, std::uint32_t e, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
                                  const OutBlock* body) {
     try {
-      return t_->try_send(e, t.id, kind, aux, head, body);
+      std::uint64_t position = 0;
+      const auto sent = t_->try_send(e, t.id, kind, aux, head, body, position);
+      if (sent == Transport::SendResult::sent) {
+        // For abort(), which reads them under the same send lock.
+        t.pos.store(position, std::memory_order_relaxed);
+        t.queued.store(true, std::memory_order_relaxed);
+      }
+      return sent;
     } catch (...) {
       std::lock_guard lock(tasks_mu_);
       pending_.erase(t.id);
@@ -397,6 +438,20 @@ class ClientCore {
       std::lock_guard lock(tasks_mu_);
       pending_.erase(t.id);
     }
+    set_failed(t, std::move(e));
+  }
+
+  /// fail(), unless another thread has already taken t out of the table to finish it.
+  bool fail_if_pending(TaskState& t, std::exception_ptr e) {
+    {
+      std::lock_guard lock(tasks_mu_);
+      if (!pending_.erase(t.id)) return false;
+    }
+    set_failed(t, std::move(e));
+    return true;
+  }
+
+  static void set_failed(TaskState& t, std::exception_ptr e) {
     t.failure = std::move(e);
     t.finished_ns = now_ns();
     t.done.store(true, std::memory_order_release);
@@ -512,6 +567,7 @@ class ClientCore {
         --t.retries_left;
         send_balanced(t, t.extras->record, true);  // run it again elsewhere (submit_balanced kept the record)
       } else {
+        t.engine = c.engine;  // metadata().engine_id names it, as the error does
         fail(t, death_of(c.engine, seen_gen_[c.engine], survey.health[c.engine],
                          "it was running this load-balanced task" + death_detail(survey.health[c.engine], true, "; ")));
       }

@@ -99,7 +99,7 @@ class ShmTransport final : public Transport {
   }
 
   SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux, std::span<const std::byte> head,
-                      const OutBlock* body) override {
+                      const OutBlock* body, std::uint64_t& position) override {
     OutBlock spill;
     if (!body && head.size() > kInlineBytes) {
       // A record too big for a slot travels in a block of its own.
@@ -126,6 +126,7 @@ class ShmTransport final : public Transport {
       h.aux = body == &spill ? aux : std::uint32_t(head.size());
     }
     write_record(*s, h, head);
+    position = producers_[e].position();
     producers_[e].publish();
     if (doorbell_of(seg_->engine(e)).ring()) woke_engine_.store(true, std::memory_order_relaxed);
     return SendResult::sent;
@@ -138,7 +139,7 @@ class ShmTransport final : public Transport {
         Completion c;
         c.engine = e;
         c.task_id = s->task_id;
-        c.status = Status(s->status);
+        c.status = Status(s->status.load(std::memory_order_relaxed));
         c.started_ns = s->started_ns;
         c.finished_ns = s->finished_ns;
         const std::uint64_t block = s->block;
@@ -271,6 +272,10 @@ class ShmTransport final : public Transport {
     q = std::uint32_t((w >> 56) & 15);
     pos = w & ((1ull << 56) - 1);
     return q < kLbQueues;  // a word no engine could have written is no claim
+  }
+
+  bool cancel_queued(std::uint32_t e, std::uint64_t position, std::uint64_t task) override {
+    return producers_[e].cancel(position, task);
   }
 
   bool interrupt(std::uint32_t e, std::uint64_t task) override {

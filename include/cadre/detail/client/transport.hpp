@@ -94,9 +94,15 @@ class Transport {
   /// Sends a record; `full` when engine e's queue is full (poll, then try again), `engine_gone` when
   /// the engine was found dead (the task cannot be sent to it). `head` is copied; `body`, if given, came
   /// from allocate(e): the engine owns it once this returns `sent`, nobody needs it after
-  /// `engine_gone` (it is freed), and it is still the caller's after `full`.
+  /// `engine_gone` (it is freed), and it is still the caller's after `full`. Once sent, `position`
+  /// names the record for cancel_queued.
   [[nodiscard]] virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
-                              std::span<const std::byte> head, const OutBlock* body) = 0;
+                              std::span<const std::byte> head, const OutBlock* body, std::uint64_t& position) = 0;
+  /// Marks task's record at `position` of engine e's queue so that the engine skips it, completing it
+  /// with Status::aborted; false when the engine has already finished it. The engine may be starting it
+  /// at this moment: call interrupt() after this, and one of the two reaches it. The caller serialises
+  /// this with its try_send calls to engine e.
+  [[nodiscard]] virtual bool cancel_queued(std::uint32_t e, std::uint64_t position, std::uint64_t task) = 0;
   /// Hands every completion that has arrived to f; returns how many.
   virtual std::size_t poll(CompletionSink f) = 0;
   /// Sleeps until a completion may have arrived, or at most timeout_ns.

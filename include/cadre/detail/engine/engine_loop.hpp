@@ -279,7 +279,7 @@ class Engine {
   /// Runs one record of client c and posts its completion. Never throws: a failure is the task's error.
   void handle(std::uint32_t c, const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     if (is_stale(c, h, balanced)) {
-      drop_stale(h, slot, balanced);
+      drop_unrun(h, slot, balanced);
       return;
     }
     result_.clear();
@@ -288,12 +288,18 @@ class Engine {
     Reply reply;
     const std::uint64_t started = task_now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
-    me_.current_task.store(h.task_id, std::memory_order_release);
+    // seq_cst, then the record's status: pairs with a client's RingProducer::cancel, then interrupt().
+    me_.current_task.store(h.task_id, std::memory_order_seq_cst);
     bool block_consumed = false;
     try {
       if (balanced && h.deadline_ns && started > h.deadline_ns)
         throw timeout_error("task " + std::to_string(h.task_id) + " did not start before its deadline (LoadBalancedView::timeout)");
-      block_consumed = run(h, slot, payload(h, slot), reply);
+      if (!balanced && cancelled(slot)) {
+        drop_unrun(h, slot, false);
+        block_consumed = true;
+        throw aborted_error("task " + std::to_string(h.task_id) + " was aborted before it started (AsyncResult::abort)");
+      }
+      block_consumed = run(h, slot, payload(h, slot), reply, balanced);
     } catch (...) {
       status = error_status();
     }
@@ -312,10 +318,10 @@ class Engine {
            cs.pid.load(std::memory_order_relaxed) <= 0;
   }
 
-  /// Drops a stale record and the block references it carried — except blocks of an earlier
-  /// incarnation, which the launcher already reclaimed when it reaped that engine (they may belong to
-  /// new values by now).
-  void drop_stale(const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
+  /// Drops a record that will not run (stale, or cancelled by its client) and the block references it
+  /// carried — except blocks of an earlier incarnation, which the launcher already reclaimed when it
+  /// reaped that engine (they may belong to new values by now).
+  void drop_unrun(const RecordHead& h, const RingSlot& slot, bool balanced) noexcept {
     if (h.block && (balanced || h.engine_gen == generation_)) release_quietly(h.block, kNsRef);
     if (h.kind == RecordKind::scatter_view) {
       try {
@@ -329,10 +335,10 @@ class Engine {
 
   /// Runs one record by its kind; the result goes to result_ (or reply). True when the namespace
   /// adopted the record's block reference (push of a large value).
-  bool run(const RecordHead& h, const RingSlot& slot, std::span<const std::byte> data, Reply& reply) {
+  bool run(const RecordHead& h, const RingSlot& slot, std::span<const std::byte> data, Reply& reply, bool balanced) {
     switch (h.kind) {
       case RecordKind::apply:
-        if (!run_interruptible(data)) {
+        if (!run_interruptible(data, balanced ? nullptr : &slot)) {
           result_.clear();
           throw aborted_error("task " + std::to_string(h.task_id) + " was interrupted on engine " + std::to_string(id_) +
                               " (AsyncResult::abort)");
@@ -418,7 +424,14 @@ class Engine {
   /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
   /// out of the user's function skips its destructors: what it held is leaked, as with any
   /// interrupted computation; the engine itself is in a clean state and serves on.
-  bool run_interruptible(std::span<const std::byte> data) {
+  /// Whether the client cancelled this command record (RingProducer::cancel).
+  static bool cancelled(const RingSlot& slot) noexcept {
+    return slot.status.load(std::memory_order_seq_cst) == std::uint32_t(Status::aborted);
+  }
+
+  /// Runs an apply that abort() can interrupt. `command`: its record in a command ring, whose cancel
+  /// mark is checked once the jump is armed, since an interrupt signal that came before was ignored.
+  bool run_interruptible(std::span<const std::byte> data, const RingSlot* command) {
     auto& ix = interrupt_state();
     // No saved mask: saving it is a sigprocmask system call per task (~1 µs on a VM, more than the
     // rest of a round trip). The handler ran with its signal blocked, so the jump's landing unblocks it.
@@ -433,6 +446,10 @@ class Engine {
     }
     ix.slot = &me_;
     ix.armed = 1;
+    if (command && cancelled(*command)) {
+      ix.armed = 0;
+      return false;
+    }
     run_apply(data);
     ix.armed = 0;
     return true;

@@ -165,7 +165,9 @@ struct alignas(kCacheLine) RingSlot {
   std::uint64_t task_id;
   std::uint16_t kind;        // RecordKind
   std::uint16_t flags;       // completions: kHasOutput | length of an inline type head (split payload, see wire.hpp)
-  std::uint32_t status;      // Status (completions)
+  // Completions: the task's Status. Commands: ok, or aborted once the client cancels the record before
+  // the engine starts it (RingProducer::cancel; pairs with the engine's load after it stores current_task).
+  std::atomic<std::uint32_t> status;
   std::uint32_t len;         // bytes of payload (inline or in the block)
   std::uint32_t aux;         // kind-specific: name length for push/pull
   std::uint64_t block;       // offset of a heap block holding the payload, 0 if inline

@@ -51,7 +51,7 @@ inline void write_record(RingSlot& s, const RecordHeader& h, std::span<const std
   if (!inline_payload.empty()) std::memcpy(s.data, inline_payload.data(), std::min(inline_payload.size(), kInlineBytes));
   s.task_id = h.task_id;
   s.kind = std::uint16_t(h.kind);
-  s.status = std::uint32_t(h.status);
+  s.status.store(std::uint32_t(h.status), std::memory_order_relaxed);  // published by seq, as the rest
   s.len = h.len;
   s.aux = h.aux;
   s.block = h.block;
@@ -97,6 +97,22 @@ class RingProducer {
   }
 
   bool empty() noexcept { return head_ == r_->idx.tail.load(std::memory_order_acquire); }
+
+  /// The position the next publish() gives its record.
+  std::uint64_t position() const noexcept { return head_; }
+
+  /// Marks task's record at pos aborted, so that the consumer skips it; false when the consumer has
+  /// already released it. No record may be published meanwhile (it could land in that slot): the
+  /// caller holds what serialises this producer. The consumer may be starting the record right now:
+  /// it stores what it runs (EngineSlot::current_task) before it loads the status, and the caller stores
+  /// the status before it loads current_task, both seq_cst, so one of the two sees the other.
+  [[nodiscard]] bool cancel(std::uint64_t pos, std::uint64_t task) noexcept {
+    if (pos >= head_ || r_->idx.tail.load(std::memory_order_acquire) > pos) return false;
+    RingSlot& s = slot(pos);
+    if (s.seq.load(std::memory_order_acquire) != pos + 1 || s.task_id != task) return false;
+    s.status.store(std::uint32_t(Status::aborted), std::memory_order_seq_cst);
+    return true;
+  }
 
  private:
   RingSlot& slot(std::uint64_t pos) const noexcept { return r_->slots[pos & (kRingSlots - 1)]; }
