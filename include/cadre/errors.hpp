@@ -68,6 +68,12 @@ class composite_error : public error {
       : error(describe(failures)), failures_(std::move(failures)) {}
   const std::vector<failure>& failures() const noexcept { return failures_; }
 
+  /// Throws the first engine's own error (IPython's raise_exception()).
+  [[noreturn]] void rethrow_first() const {
+    if (failures_.empty() || !failures_.front().error) throw error(what());
+    std::rethrow_exception(failures_.front().error);
+  }
+
  private:
   static std::string describe(const std::vector<failure>& f) {
     std::string s = std::to_string(f.size()) + " engine task(s) failed:";

@@ -934,15 +934,19 @@ TEST_F(map, of_a_throwing_function_raises_composite_error_from_get_and_rethrows_
   EXPECT_THROW((void)blocking.map(throws_on_20, std::views::iota(0L, 32L)), cadre::composite_error);
 }
 
-TEST_F(map, of_a_throwing_function_on_one_engine_raises_remote_error) {
+TEST_F(map, of_a_throwing_function_on_a_one_engine_view_raises_composite_error_and_iterating_the_remote_error) {
   const auto amr = rc()[{2}].map_async(throws_on_20, std::views::iota(0L, 32L));
   EXPECT_EQ(amr.msg_ids().size(), 1u);
   try {
     (void)amr.get();
     FAIL() << "get() did not throw";
-  } catch (const cadre::remote_error& e) {
-    EXPECT_EQ(e.engine_id(), 2);
-    EXPECT_EQ(e.message(), "x is 20");
+  } catch (const cadre::composite_error& c) {
+    try {
+      c.rethrow_first();
+    } catch (const cadre::remote_error& e) {
+      EXPECT_EQ(e.engine_id(), 2);
+      EXPECT_EQ(e.message(), "x is 20");
+    }
   }
   EXPECT_THROW(for ([[maybe_unused]] long y : amr){}, cadre::remote_error);
 }

@@ -132,12 +132,17 @@ TEST(remote_errors, errors_inside_execute_become_a_composite_error) {
   EXPECT_EQ(inner->name(), "err_never_pushed");
 }
 
-// Design question rather than a crash (async_result.hpp, throw_errors: `tasks.size() == 1`): a
-// DirectView that happens to have one engine rethrows a bare remote_error, so code written for
-// DirectView (`catch (const cadre::composite_error&)`) misses it; IPython raises CompositeError for any
-// DirectView. Enable if DirectView should always throw composite_error.
-TEST(remote_errors, DISABLED_a_one_engine_direct_view_also_throws_composite_error) {
-  EXPECT_THROW((void)rc()[std::vector<int>{1}].apply_sync(boom, 1), cadre::composite_error);
+// As IPython: any DirectView throws composite_error, even of one engine, so that code written for
+// DirectView catches what it throws; an EngineView throws the engine's own error.
+TEST(remote_errors, a_one_engine_direct_view_throws_composite_error_and_an_engine_view_the_engines_own) {
+  const auto e = caught<cadre::composite_error>([] { (void)rc()[std::vector<int>{1}].apply_sync(boom, 1); });
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->failures().size(), 1u);
+  EXPECT_EQ(e->failures()[0].engine_id, 1);
+  EXPECT_THROW(e->rethrow_first(), cadre::remote_error);
+  EXPECT_THROW((void)rc()[std::vector<int>{1}].apply_async(boom, 1).get(), cadre::composite_error);
+  EXPECT_THROW((void)rc()[std::vector<int>{1}].map_sync(boom, std::vector<int>{1}), cadre::composite_error);
+  EXPECT_THROW((void)rc()[1].apply_sync(boom, 1), cadre::remote_error);
 }
 
 // ---- the error types -----------------------------------------------------------------------------

@@ -68,15 +68,16 @@ R task_value(const TaskState& t, std::string_view what) {
   }
 }
 
-/// How many-engine results combine errors: apply-style calls gather every failure into a
-/// composite_error; data calls (pull, gather) rethrow the first failure as it is.
+/// How many-task results combine errors: apply-style calls gather every failure into a
+/// composite_error, whatever the number of tasks (as IPython does for a DirectView, even of one engine);
+/// data calls (pull, gather) rethrow the first failure as it is.
 enum class ErrorPolicy { composite, first };
 
 inline void throw_errors(std::span<const Task> tasks, ErrorPolicy policy) {
   std::vector<composite_error::failure> failures;
   for (const auto& t : tasks)
     if (auto e = task_error(*t)) {
-      if (policy == ErrorPolicy::first || tasks.size() == 1) std::rethrow_exception(e);
+      if (policy == ErrorPolicy::first) std::rethrow_exception(e);
       std::string what;
       try {
         std::rethrow_exception(e);
