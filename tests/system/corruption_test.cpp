@@ -357,8 +357,8 @@ Work work_until(const std::string& name, const std::atomic<int>& stop, Handshake
   return w;
 }
 
-// Random bytes at random places of a live segment (the header, the engine table, the rings, the page
-// table) while a client works: no process dies of a signal, every call returns within its limit, and
+// Random bytes at random places of a live segment (the header, the engine and client tables, the rings,
+// the load-balanced queues, the page table) while a client works: no process dies of a signal, every call returns within its limit, and
 // the cluster stops cleanly when asked (or by itself). A fixed seed per round keeps a failure repeatable
 // (CADRE_CORRUPTION_SEED=<n> starts from another one, to explore); ten rounds take ~10 s.
 TEST(corruption, random_bytes_anywhere_in_a_live_segment_never_crash_or_hang_a_process) {
@@ -385,6 +385,8 @@ TEST(corruption, random_bytes_anywhere_in_a_live_segment_never_crash_or_hang_a_p
     // Odd rounds damage the header too (the launcher then stops the cluster); even rounds leave it whole,
     // so the damage elsewhere meets a cluster that goes on.
     std::vector<Region> regions{{h.engines_off, h.clients_off - h.engines_off},
+                                {h.clients_off, h.rings_off - h.clients_off},
+                                {h.lbq_off, h.pages_off - h.lbq_off},
                                 {h.rings_off, h.lbq_off - h.rings_off},
                                 {h.pages_off, std::min<std::uint64_t>(h.heap_pages * sizeof(cd::PageEntry), 64 * 1024)}};
     if (round % 2) regions.push_back({0, sizeof(cd::SegmentHeader)});
