@@ -235,14 +235,17 @@ class ChildProcess {
   /// Runs this test binary again with --gtest_filter=<test> and `env` added: a fresh process, with
   /// SIGINT, SIGTERM and SIGHUP at their default dispositions (as in a program started from a shell,
   /// even when this run ignores SIGINT as a background job) and one thread. The helper test finds the
-  /// pipe to send() on at kChildFd, and writes its gtest report to /dev/null.
+  /// pipe to send() on at kChildFd, and writes its gtest report to /dev/null. With `stderr_path`, its
+  /// standard error (a launcher's log) goes to that file instead of ours.
   static constexpr int kChildFd = 3;
-  static std::unique_ptr<ChildProcess> exec_test(const std::string& test, const std::vector<std::string>& env) {
+  static std::unique_ptr<ChildProcess> exec_test(const std::string& test, const std::vector<std::string>& env,
+                                                 const std::string& stderr_path = {}) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (!stderr_path.empty()) posix_spawn_file_actions_addopen(&fa, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_adddup2(&fa, p[1], kChildFd);  // dup2 clears FD_CLOEXEC on the copy
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);

@@ -322,4 +322,15 @@ TEST(lb_queue, the_slot_a_dead_engine_held_is_freed_as_its_engine_would_have) {
   for (std::uint64_t p = 1; p < kLbSlots; ++p) EXPECT_NE(cd::lb_try_reserve(q, p), nullptr) << p;
 }
 
+// A slot whose sequence word is ahead of its turn while tail stands still is damage: the queue reads as
+// empty to consumers instead of sending them round for ever.
+TEST(lb_queue, a_slot_damaged_ahead_of_its_turn_reads_as_empty_not_as_an_endless_retry) {
+  auto qs = make_queues();
+  cd::LbQueue& q = qs[0];
+  std::uint64_t head = 0;
+  ASSERT_TRUE(put(q, head, 1));
+  cd::lb_slot(q, 0).seq.store(0xdead'beefull);
+  EXPECT_FALSE(claim(q).has_value());
+}
+
 }  // namespace

@@ -1,5 +1,5 @@
 // tests/ring_test.cpp — the SPSC ring on its own, in ordinary memory: FIFO order, full and empty, write_record,
-// index wrap-around, and a two-thread checksum fuzz.
+// index wrap-around, damaged indices, and a two-thread checksum fuzz.
 #include "test_util.hpp"
 
 #include <cadre/detail/shm/ring.hpp>
@@ -295,6 +295,59 @@ TEST(ring, one_producer_and_one_consumer_thread_pass_a_million_records_without_l
   EXPECT_EQ(got, kRecords);
   EXPECT_EQ(out_of_order, 0u);
   EXPECT_EQ(got_sum, sent_sum);
+}
+
+// ---- damaged indices: the producer's and the consumer's checks --------------------------------------
+
+TEST(ring, a_consumer_index_ahead_of_the_producer_is_reported_broken_not_full) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  for (std::uint64_t i = 0; i < kRingSlots; ++i) put(p, i);
+  r->idx.tail.store(kRingSlots + 5);  // ahead of every record published
+  EXPECT_EQ(p.try_claim(), nullptr);
+  EXPECT_TRUE(p.broken());
+}
+
+TEST(ring, a_consumer_index_more_than_a_ring_behind_is_reported_broken) {
+  auto r = make_ring(1000);
+  r->idx.tail.store(1000 - kRingSlots - 1);
+  cd::RingProducer p(r.get());
+  EXPECT_TRUE(p.broken());
+  EXPECT_EQ(p.try_claim(), nullptr);
+}
+
+TEST(ring, a_full_ring_is_full_not_broken_and_room_comes_back) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t i = 0; i < kRingSlots; ++i) put(p, i);
+  EXPECT_EQ(p.try_claim(), nullptr);
+  EXPECT_FALSE(p.broken());
+  EXPECT_EQ(take(c), 0u);
+  EXPECT_NE(p.try_claim(), nullptr);
+  EXPECT_FALSE(p.broken());
+}
+
+TEST(ring, a_consumer_started_on_damaged_indices_says_so) {
+  auto r = make_ring();
+  r->idx.head.store(0x1234'5678'9abc'def0ull);
+  EXPECT_TRUE(cd::RingConsumer(r.get()).broken());
+  auto ok = make_ring(77);
+  EXPECT_FALSE(cd::RingConsumer(ok.get()).broken());
+}
+
+TEST(ring, republish_restores_an_overwritten_index_of_its_own_end) {
+  auto r = make_ring();
+  cd::RingProducer p(r.get());
+  cd::RingConsumer c(r.get());
+  for (std::uint64_t i = 0; i < 3; ++i) put(p, i);
+  for (std::uint64_t i = 0; i < 3; ++i) EXPECT_EQ(take(c), i);
+  r->idx.tail.store(3 - kRingSlots);  // in range, but says the ring is full
+  r->idx.head.store(99);
+  c.republish();
+  p.republish();
+  EXPECT_EQ(r->idx.tail.load(), 3u);
+  EXPECT_EQ(r->idx.head.load(), 3u);
 }
 
 }  // namespace

@@ -318,4 +318,59 @@ TEST(segment, engines_clients_and_rings_do_not_overlap) {
   for (const void* r : rings) EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r) % cd::kCacheLine, 0u);
 }
 
+TEST(segment, damage_is_none_for_a_fresh_segment_and_named_once_its_header_is_overwritten) {
+  TestSegment t;
+  cd::Segment other = cd::Segment::open(t.name);
+  EXPECT_EQ(other.damage(), nullptr);
+  t.seg.header().log_dir[3] ^= 1;
+  ASSERT_NE(other.damage(), nullptr);
+  EXPECT_NE(std::string(other.damage()).find("checksum"), std::string::npos) << other.damage();
+}
+
+TEST(segment, where_things_are_does_not_follow_an_overwritten_header) {
+  TestSegment t;
+  cd::EngineSlot* before = &t.seg.engine(1);
+  cd::LbQueue* queue = t.seg.lb_queue(3, 2);
+  t.seg.header().engines_off = ~0ull;
+  t.seg.header().lbq_off = ~0ull;
+  t.seg.header().engine_count = 100000;
+  EXPECT_EQ(&t.seg.engine(1), before);
+  EXPECT_EQ(t.seg.lb_queue(3, 2), queue);
+  EXPECT_EQ(t.seg.engines(), 2u);
+}
+
+TEST(segment, a_client_attaching_to_an_overwritten_header_is_told_to_stop_the_cluster) {
+  TestSegment t;
+  t.seg.header().cpus += 1;
+  try {
+    (void)cd::Segment::open(t.name);
+    ADD_FAILURE() << "opened";
+  } catch (const cadre::connection_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cadre stop --name " + t.name), std::string::npos) << e.what();
+  }
+}
+
+TEST(segment, a_reported_damage_is_seen_by_every_process_and_refuses_new_ones) {
+  TestSegment t;
+  cd::Segment other = cd::Segment::open(t.name);
+  t.seg.report_damage(cd::Damage::rings);
+  t.seg.report_damage(cd::Damage::header);  // the first finding stays
+  ASSERT_NE(other.damage(), nullptr);
+  EXPECT_NE(std::string(other.damage()).find("ring"), std::string::npos) << other.damage();
+  EXPECT_THROW((void)cd::Segment::open(t.name), cadre::connection_error);
+}
+
+TEST(segment, reclaim_leaves_alone_a_page_entry_whose_run_ends_past_the_heap) {
+  TestSegment t;
+  auto& s = t.seg;
+  const std::uint64_t heap_pages = s.heap_bytes() / cd::kPageSize;
+  auto* pages = reinterpret_cast<cd::PageEntry*>(s.base() + s.header().pages_off);
+  pages[heap_pages - 1].owner.store(cd::engine_tag(0));
+  pages[heap_pages - 1].run = ~0u;
+  const std::uint64_t ok = s.alloc_block(100, cd::engine_tag(0), cd::kNsRef);
+  s.reclaim(cd::engine_tag(0));  // frees the real block, touches nothing past the table
+  EXPECT_FALSE(s.owned_by(ok, cd::engine_tag(0)));
+  EXPECT_EQ(pages[heap_pages - 1].owner.load(), cd::engine_tag(0));
+}
+
 }  // namespace

@@ -74,10 +74,22 @@ class ClientCore {
         fail(*t, death_of(e, t->generation, t_->health(e, false), "it died before the task was sent"));
         return;
       }
+      if (sent == Transport::SendResult::broken) [[unlikely]] {  // waiting for room would wait for ever
+        lock.unlock();
+        if (body) t_->discard(*body);
+        std::string why = t_->damage();
+        if (why.empty()) why = t_->describe() + ": the queue to engine " + std::to_string(e) + " is damaged; stop the cluster and start it again";
+        fail(*t, std::make_exception_ptr(connection_error(why)));
+        return;
+      }
       // The engine's queue is full: drain completions (the engine may be waiting for us), then retry.
       lock.unlock();
       if (holding_poll) progress_locked(200'000);
       else progress(200'000);
+      if (t->is_done()) {  // failed meanwhile by a health check (the cluster is damaged or stopping)
+        if (body) t_->discard(*body);
+        return;
+      }
       const EngineHealth now = t_->health(e);
       if (!now.alive || now.generation != t->generation) {
         if (body) t_->discard(*body);
@@ -469,6 +481,13 @@ class ClientCore {
       pending_.for_each([&](const Task& t) { tasks.push_back(t); });
     }
     if (tasks.empty()) return;
+    if (std::string why = t_->damage(); !why.empty()) [[unlikely]] {
+      // Nothing the segment says can be trusted: fail every task now rather than wait for answers.
+      const auto err = std::make_exception_ptr(connection_error(why));
+      for (auto& t : tasks)
+        if (!t->is_done()) fail(*t, err);
+      return;
+    }
     const EngineSurvey survey = survey_engines();
     bool any_balanced = false;
     for (auto& t : tasks) any_balanced |= t->balanced && t->queued;

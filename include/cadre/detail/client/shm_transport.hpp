@@ -63,6 +63,13 @@ class ShmTransport final : public Transport {
     for (std::uint32_t e = 0; e < n; ++e) {
       producers_[e] = RingProducer(seg_->command_ring(e, slot_));
       consumers_[e] = RingConsumer(seg_->completion_ring(e, slot_));
+      if (producers_[e].broken() || consumers_[e].broken()) {
+        seg_->report_damage(Damage::rings);
+        if (!seg_->retire_client(slot_, ::getpid(), false)) seg_->client(slot_).pid.store(0, std::memory_order_release);
+        throw connection_error(damaged_segment_message(
+            cluster, "the indices of the rings between engine " + std::to_string(e) + " and client slot " + std::to_string(slot_) +
+                         " are out of range"));
+      }
     }
     BuildId engine_id;
     engine_id.len = std::uint8_t(std::min<std::uint32_t>(h.engine_build_id_len, 32));
@@ -111,6 +118,10 @@ class ShmTransport final : public Transport {
     RingSlot* s = producers_[e].try_claim();
     if (!s) {
       if (spill.handle) discard(spill);
+      if (producers_[e].broken()) [[unlikely]] {
+        seg_->report_damage(Damage::rings);
+        return SendResult::broken;
+      }
       return SendResult::full;
     }
     std::uint32_t generation;
@@ -196,6 +207,15 @@ class ShmTransport final : public Transport {
                return false;
              },
              timeout_ns, woke_engine_.exchange(false, std::memory_order_relaxed));
+  }
+
+  std::string damage() override {
+    if (const char* why = seg_->damage()) return damaged_segment_message(seg_->cluster(), why);
+    // Nobody else writes our slot while we hold it (a launcher retires it only once we are dead).
+    const ClientSlot& me = seg_->client(slot_);
+    if (me.pid.load(std::memory_order_relaxed) != ::getpid() || me.generation.load(std::memory_order_relaxed) != generation_)
+      return damaged_segment_message(seg_->cluster(), "client slot " + std::to_string(slot_) + ", this client's, names another client");
+    return {};
   }
 
   EngineHealth health(std::uint32_t e, bool probe = true) override {

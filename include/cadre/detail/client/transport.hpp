@@ -90,12 +90,13 @@ class Transport {
   virtual OutBlock allocate(std::uint32_t e, std::size_t bytes) = 0;
   /// Gives back memory from allocate() that was never sent.
   virtual void discard(const OutBlock& b) noexcept = 0;
-  enum class SendResult { sent, full, engine_gone };
+  enum class SendResult { sent, full, engine_gone, broken };
   /// Sends a record; `full` when engine e's queue is full (poll, then try again), `engine_gone` when
-  /// the engine was found dead (the task cannot be sent to it). `head` is copied; `body`, if given, came
+  /// the engine was found dead (the task cannot be sent to it), `broken` when the queue is damaged
+  /// (damage() says how; waiting for room would wait for ever). `head` is copied; `body`, if given, came
   /// from allocate(e): the engine owns it once this returns `sent`, nobody needs it after
-  /// `engine_gone` (it is freed), and it is still the caller's after `full`. Once sent, `position`
-  /// names the record for cancel_queued.
+  /// `engine_gone` (it is freed), and it is still the caller's after `full` and `broken`. Once sent,
+  /// `position` names the record for cancel_queued.
   [[nodiscard]] virtual SendResult try_send(std::uint32_t e, std::uint64_t task, RecordKind kind, std::uint32_t aux,
                               std::span<const std::byte> head, const OutBlock* body, std::uint64_t& position) = 0;
   /// Marks task's record at `position` of engine e's queue so that the engine skips it, completing it
@@ -107,6 +108,10 @@ class Transport {
   virtual std::size_t poll(CompletionSink f) = 0;
   /// Sleeps until a completion may have arrived, or at most timeout_ns.
   virtual void wait(std::uint64_t timeout_ns) = 0;
+  /// Why this transport cannot be used any more (what it shares with the engines was damaged), or empty:
+  /// the message of the connection_error that the tasks in flight then fail with. Called once per health
+  /// period while tasks are pending, and when a send cannot go on; never per record.
+  virtual std::string damage() = 0;
   /// Whether engine e (the incarnation that tasks are sent to now) is alive. With probe = false, only
   /// what the launcher has recorded (cheap, for the hot path); with probe = true, the OS is asked too.
   virtual EngineHealth health(std::uint32_t e, bool probe = true) = 0;

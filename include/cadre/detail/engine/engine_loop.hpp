@@ -111,6 +111,11 @@ class Engine {
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       commands_[c] = RingConsumer(seg_.command_ring(id, c));
       completions_[c] = RingProducer(seg_.completion_ring(id, c));
+      if (commands_[c].broken() || completions_[c].broken()) {
+        seg_.report_damage(Damage::rings);
+        throw connection_error(damaged_segment_message(seg_.cluster(), "the indices of the rings between engine " + std::to_string(id) +
+                                                                           " and client slot " + std::to_string(c) + " are out of range"));
+      }
     }
     generation_ = me_.generation.load(std::memory_order_acquire);
     launcher_ = seg_.header().creator_pid;
@@ -160,6 +165,12 @@ class Engine {
       if (ready) continue;  // the heartbeat is each task's finishing time, or an idle second's end
       me_.heartbeat_ns.store(now_ns(), std::memory_order_relaxed);
       if (::getppid() != launcher_) return stop();  // the launcher died: nobody would reap or stop us
+      if (const char* why = seg_.damage()) {
+        // The launcher stops the cluster too; an engine need not wait for it to stop serving garbage.
+        std::fprintf(stderr, "cadre engine %u stops: %s\n", id_, damaged_segment_message(seg_.cluster(), why).c_str());
+        return stop();
+      }
+      restore_indices();
       capture_.sweep();  // an idle second: forward any output the per-task probe missed
     }
   }
@@ -167,6 +178,15 @@ class Engine {
  private:
   bool stopping() const noexcept {
     return seg_.header().state.load(std::memory_order_acquire) == std::uint32_t(SegmentState::stopping);
+  }
+
+  /// Stores the ring indices this engine writes again where the segment's copies differ (damage): a
+  /// client waiting for room in a ring that looks full for that reason is let go within a second.
+  void restore_indices() noexcept {
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+      commands_[c].republish();
+      completions_[c].republish();
+    }
   }
 
   bool any_command() noexcept {
@@ -658,10 +678,11 @@ class Engine {
     RingSlot* s = nullptr;
     for (unsigned spins = 0; !(s = completions_[c].try_claim()); ++spins) {
       const pid_t client = seg_.client(c).pid.load(std::memory_order_relaxed);
+      if (completions_[c].broken()) seg_.report_damage(Damage::rings);  // room would never come
       if (seg_.client(c).generation.load(std::memory_order_relaxed) != h.client_gen || client <= 0 ||
-          ((spins & 1023) == 1023 && !process_alive(client))) {
+          completions_[c].broken() || ((spins & 1023) == 1023 && (!process_alive(client) || stopping() || seg_.damage()))) {
         if (block) release_quietly(block, kPin);
-        return;  // the client went away
+        return;  // the client went away, or the cluster is stopping or damaged
       }
       if (spins < 64) cpu_relax();
       else ::usleep(50);

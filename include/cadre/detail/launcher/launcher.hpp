@@ -3,6 +3,9 @@
 //
 // A launcher records how each engine died (in the engine's slot) before it reclaims the engine's
 // heap blocks, so clients fail that engine's tasks with engine_error instead of waiting for ever.
+// Four times a second it also checks the segment (its header's checksum, the engine table against what
+// it spawned, and what other processes reported damaged): a damaged cluster is stopped, with a line in
+// its log, rather than left to crash or hang the processes that trust it.
 // Runs in the process that holds a cadre::Cluster (or in `cadre start`'s detached launcher).
 #pragma once
 
@@ -26,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace cadre::detail {
@@ -54,12 +58,14 @@ class Launcher {
   /// Blocks until `cadre stop` (or stop_request()) asks this cluster to stop.
   void wait_for_stop_request() const {
     auto& h = seg_.header();
-    while (h.stop_request.load(std::memory_order_acquire) == 0) futex_wait(&h.stop_request, 0, 1'000'000'000u);
+    // A damaged cluster stops by itself (stop_damaged): its launcher's owner learns it here too.
+    while (h.stop_request.load(std::memory_order_acquire) == 0 && !damaged_.load()) futex_wait(&h.stop_request, 0, 250'000'000u);
   }
 
   /// Stops the engines (SIGKILL for those that do not exit within a second), removes the segment.
   void stop() noexcept {
     if (stopped_.exchange(true) || !seg_) return;
+    watch_segment(true);  // a damage found only now is still said in the log
     auto& h = seg_.header();
     h.state.store(std::uint32_t(SegmentState::stopping), std::memory_order_release);
     for (std::uint32_t i = 0; i < engines_.size(); ++i) ring_engine(i);
@@ -68,7 +74,7 @@ class Launcher {
     {
       std::lock_guard lock(mu_);
       for (auto& e : engines_)
-        if (e.pid > 0 && !e.reaped) ::kill(e.pid, SIGKILL);  // not yet reaped: the pid is still ours
+        if (e.pid > 0 && !e.reaped) e.killed = ::kill(e.pid, SIGKILL) == 0;  // not yet reaped: the pid is still ours
     }
     while (alive_count() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     quit_ = true;
@@ -76,7 +82,8 @@ class Launcher {
     if (monitor_.joinable()) monitor_.join();
     for (int fd : {wake_[0], wake_[1]})
       if (fd >= 0) ::close(fd);
-    Segment::remove(name_);
+    // A damaged cluster's name went at once (stop_damaged): by now it may be another cluster's.
+    if (!damaged_.load()) Segment::remove(name_);
     teardown_unregister(teardown_);
   }
 
@@ -89,6 +96,8 @@ class Launcher {
     std::string partial;   // an output line not yet terminated
     std::uint64_t started_ns = 0;
     int quick_deaths = 0;
+    std::uint32_t generation = 0;  // what spawn() stored in the engine's slot
+    bool killed = false;           // we sent it SIGKILL: a death by that signal is no crash
   };
 
   void start() {
@@ -116,6 +125,7 @@ class Launcher {
     cfg.log_dir = opts_.log_dir;
     cfg.threads_per_engine = std::uint32_t(opts_.threads_per_engine > 0 ? opts_.threads_per_engine
                                                                          : std::max(1, int(usable_cpus()) / n));
+    threads_per_engine_ = cfg.threads_per_engine;
     BuildId id;
     if (opts_.engine.empty()) {
       path_ = main_executable_path();
@@ -169,7 +179,7 @@ class Launcher {
 
   void spawn(int i) {
     auto& slot = seg_.engine(std::uint32_t(i));
-    slot.generation.fetch_add(1, std::memory_order_acq_rel);
+    const std::uint32_t generation = slot.generation.fetch_add(1, std::memory_order_acq_rel) + 1;
     slot.exit_signal.store(0);
     slot.exit_code.store(0);
     slot.pid.store(0);
@@ -188,7 +198,7 @@ class Launcher {
       out_fd = p[1];
       ::fcntl(read_end, F_SETFL, O_NONBLOCK);  // the monitor must never block on an engine's output
     }
-    const pid_t pid = spawn_engine_process(path_, opts_.engine_args, name_, i, seg_.header().threads_per_engine, out_fd);
+    const pid_t pid = spawn_engine_process(path_, opts_.engine_args, name_, i, threads_per_engine_, out_fd);
     if (pid < 0) {
       const int err = -pid;
       if (read_end >= 0) ::close(read_end);
@@ -204,6 +214,8 @@ class Launcher {
     e.out = read_end;
     e.reaped = false;
     e.started_ns = now_ns();
+    e.generation = generation;
+    e.killed = false;
     wake_monitor();
   }
 
@@ -235,7 +247,7 @@ class Launcher {
       }
       const bool quitting = quit_.load();
       if (quitting && fds.size() == 1) return;
-      const int rc = ::poll(fds.data(), fds.size(), quitting ? 100 : 1000);
+      const int rc = ::poll(fds.data(), fds.size(), quitting ? 100 : 250);
       if (rc == 0 && !quitting) reclaim_dead_clients();
       if (rc == 0 && quitting) {
         close_outputs();
@@ -262,7 +274,84 @@ class Launcher {
           if (!engines_[std::size_t(i)].reaped && engines_[std::size_t(i)].pidfd < 0) unwatched.push_back(i);
       }
       for (int i : unwatched) reap(i);
+      if (!quitting) watch_segment();
     }
+  }
+
+  /// Once per kWatchPeriodNs (or now, with `now`): stops the cluster if the segment is damaged. Once
+  /// stopping for that, kills the engines that have not exited after two seconds.
+  void watch_segment(bool now = false) noexcept {
+    const std::uint64_t t = now_ns();
+    if (damaged_.load()) {
+      const std::uint64_t kill_at = kill_at_ns_.load();
+      if (kill_at && t > kill_at && kill_at_ns_.exchange(0) == kill_at) {
+        std::lock_guard lock(mu_);
+        for (auto& e : engines_)
+          if (e.pid > 0 && !e.reaped) e.killed = ::kill(e.pid, SIGKILL) == 0;
+      }
+      return;
+    }
+    if (!now && t < next_watch_ns_) return;
+    next_watch_ns_ = t + kWatchPeriodNs;
+    try {
+      if (const auto [what, why] = inspect(); what != Damage::none) stop_damaged(what, why);
+    } catch (...) {
+      // No memory for a message: the next look tries again.
+    }
+  }
+
+  static constexpr std::uint64_t kWatchPeriodNs = 250'000'000;
+
+  /// What is damaged in the segment, and how: its header no longer matches its checksum, another process
+  /// reported damage, or an engine's entry in the engine table no longer holds the pid and generation
+  /// this launcher gave it (or a state no cadre writes).
+  std::pair<Damage, std::string> inspect() {
+    if (const char* why = seg_.damage()) {
+      const auto found = Damage(seg_.header().damaged.load(std::memory_order_acquire));
+      return {found == Damage::none ? Damage::header : found, why};
+    }
+    std::lock_guard lock(mu_);
+    for (std::uint32_t i = 0; i < engines_.size(); ++i) {
+      const EngineProc& e = engines_[i];
+      if (e.reaped || e.pid <= 0) continue;  // spawn() has not finished: its slot is being written
+      const EngineSlot& s = seg_.engine(i);
+      const std::int32_t pid = s.pid.load(std::memory_order_acquire);
+      const std::uint32_t generation = s.generation.load(std::memory_order_acquire), state = s.state.load(std::memory_order_acquire);
+      if (pid != e.pid || generation != e.generation || state > std::uint32_t(EngineState::stopped))
+        return {Damage::engine_table, "the engine table says engine " + std::to_string(i) + " is pid " + std::to_string(pid) +
+                                          ", generation " + std::to_string(generation) + ", state " + std::to_string(state) +
+                                          "; its launcher started pid " + std::to_string(e.pid) + " as generation " +
+                                          std::to_string(e.generation)};
+    }
+    return {Damage::none, {}};
+  }
+
+  /// Stops a damaged cluster: says so in the log, marks the segment stopping (engines exit at their next
+  /// look; those that do not within two seconds are killed), wakes every waiting client (their tasks fail
+  /// with connection_error at their next health check) and removes the segment's name, so that nobody
+  /// attaches any more. The owner of the launcher (wait_for_stop_request) is let go too.
+  void stop_damaged(Damage what, const std::string& why) noexcept {
+    if (damaged_.exchange(true)) return;
+    seg_.report_damage(what);
+    std::fprintf(stderr,
+                 "cadre: the shared memory of cluster '%s' is corrupted (%s); stopping the cluster: its engines exit, its "
+                 "segment is removed, and its clients' tasks fail with connection_error\n",
+                 name_.c_str(), why.c_str());
+    std::fflush(stderr);
+    auto& h = seg_.header();
+    // Pairs with the engines' acquire-load of state (Engine::stopping).
+    h.state.store(std::uint32_t(SegmentState::stopping), std::memory_order_release);
+    for (std::uint32_t i = 0; i < engines_.size(); ++i) ring_engine(i);
+    for (std::uint32_t c = 0; c < kMaxClients; ++c) {
+      auto& cs = seg_.client(c);
+      cs.doorbell.fetch_add(1);
+      futex_wake(&cs.doorbell, INT_MAX);
+    }
+    Segment::remove(name_);
+    kill_at_ns_ = now_ns() + 2'000'000'000u;
+    // Pairs with the acquire-load in wait_for_stop_request().
+    h.stop_request.store(1, std::memory_order_release);
+    futex_wake(&h.stop_request, INT_MAX);
   }
 
   void forward_output(int i, int fd) {
@@ -327,14 +416,22 @@ class Launcher {
   void reap(int i) {
     siginfo_t si{};
     pid_t pid;
+    bool killed;
     {
       std::lock_guard lock(mu_);
       pid = engines_[std::size_t(i)].pid;
+      killed = engines_[std::size_t(i)].killed;
       if (engines_[std::size_t(i)].reaped) return;
     }
     if (::waitid(P_PID, id_t(pid), &si, WEXITED | WNOHANG) != 0 || si.si_pid != pid) return;
     auto& slot = seg_.engine(std::uint32_t(i));
     const int sig = (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) ? si.si_status : 0;
+    if (sig != 0 && !(killed && sig == SIGKILL)) {
+      std::fprintf(stderr, "cadre: engine %d (pid %d) of cluster '%s' died from signal %d (%s)\n", i, int(pid), name_.c_str(), sig,
+                   ::strsignal(sig));
+      std::fflush(stderr);
+    }
+    const bool damaged = damaged_.load();
     slot.exit_signal.store(sig);
     slot.exit_code.store(si.si_code == CLD_EXITED ? si.si_status : -1);
     slot.last_pid.store(pid);
@@ -348,8 +445,10 @@ class Launcher {
     // Pairs with the fence in ShmTransport::hand_over: a client either sees the engine dead and keeps its
     // block, or handed it over before this reclaim looks at its owner tag.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    seg_.reclaim(engine_tag(std::uint32_t(i)));
-    seg_.reclaim(transit_tag(std::uint32_t(i)));
+    if (!damaged) {  // a damaged heap is not worth tidying: the segment goes with the cluster
+      seg_.reclaim(engine_tag(std::uint32_t(i)));
+      seg_.reclaim(transit_tag(std::uint32_t(i)));
+    }
     teardown_set_pid(teardown_, i, 0);
     bool restart = false;
     drain_output(i);
@@ -362,7 +461,7 @@ class Launcher {
       e.pid = 0;
       if (now_ns() - e.started_ns < 1'000'000'000u) ++e.quick_deaths;
       else e.quick_deaths = 0;
-      restart = opts_.restart_engines && !stopping && e.quick_deaths < 3;
+      restart = opts_.restart_engines && !stopping && !damaged && e.quick_deaths < 3;
     }
     // Waiting clients learn of the death now rather than at their next health check.
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
@@ -382,6 +481,7 @@ class Launcher {
   /// Frees what clients that died without detaching owned, so the next client finds the segment clean
   /// and engines stop working for them.
   void reclaim_dead_clients() noexcept {
+    if (damaged_.load()) return;
     for (std::uint32_t c = 0; c < kMaxClients; ++c) {
       auto& s = seg_.client(c);
       const std::int32_t pid = s.pid.load();
@@ -433,6 +533,11 @@ class Launcher {
   std::thread monitor_;
   int wake_[2] = {-1, -1};
   std::atomic<bool> quit_{false}, stopped_{false};
+  std::atomic<bool> damaged_{false};  // stop_damaged() ran
+  // watch_segment() runs in the monitor thread and in stop(): plain counters, but atomic.
+  std::atomic<std::uint64_t> next_watch_ns_{0};
+  std::atomic<std::uint64_t> kill_at_ns_{0};  // damaged: when the engines still running are killed (0: done)
+  std::uint32_t threads_per_engine_ = 1;
   int teardown_ = -1;
 };
 

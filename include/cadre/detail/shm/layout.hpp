@@ -17,12 +17,13 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace cadre::detail {
 
 inline constexpr std::uint64_t kMagic = 0x6361'6472'6531'7367ull;  // "cadre1sg"
-inline constexpr std::uint32_t kLayoutVersion = 10;
+inline constexpr std::uint32_t kLayoutVersion = 11;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint32_t kMaxClients = 4;
 inline constexpr std::uint32_t kMaxEngines = 256;
@@ -34,6 +35,9 @@ inline constexpr std::uint32_t kLbSlots = 512;         // per load-balanced queu
 
 /// Lifecycle of the segment, in SegmentHeader::state.
 enum class SegmentState : std::uint32_t { initialising = 0, ready = 1, stopping = 2 };
+
+/// What a process found damaged in the segment, in SegmentHeader::damaged.
+enum class Damage : std::uint32_t { none = 0, header = 1, engine_table = 2, rings = 3 };
 
 /// Lifecycle of an engine, in EngineSlot::state.
 enum class EngineState : std::uint32_t { empty = 0, starting = 1, idle = 2, busy = 3, dead = 4, stopped = 5 };
@@ -66,13 +70,33 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t log_to_files;        // 1: engine output in log_dir/engine-N.log
   char engine_path[512];
   char log_dir[512];
+  // header_checksum() of everything above, set at creation: a process that attached checks it against
+  // the value it read then (Segment::damage), so a header overwritten later is noticed, not trusted.
+  std::uint64_t checksum;
   // Written after creation:
   alignas(kCacheLine) std::atomic<std::uint32_t> state;  // SegmentState; release-store of ready pairs with open()'s acquire
   std::atomic<std::uint32_t> stop_request;               // futex word the launcher sleeps on
+  // Damage: what a process found damaged (0: nothing), the first finding kept. The launcher stops the
+  // cluster once it sees it. Its CAS (Segment::report_damage) pairs with the acquire-load in
+  // Segment::damage(), which clients, engines and the launcher check now and then.
+  std::atomic<std::uint32_t> damaged;
   std::atomic<std::uint64_t> committed_pages;            // heap pages backed by posix_fallocate
   std::atomic<std::uint64_t> used_pages;                 // statistics only
   alignas(kCacheLine) std::atomic<std::uint32_t> runnable;  // processes not asleep in a futex: spin only if <= cpus
 };
+
+/// A checksum (FNV-1a over 64-bit words) of the part of a header that never changes after creation:
+/// everything before `checksum`. Read through a copy, since another process may be (wrongly) writing it
+/// meanwhile. ~150 multiplications: cheap for a periodic check, never computed per record.
+inline std::uint64_t header_checksum(const SegmentHeader& h) noexcept {
+  constexpr std::size_t n = offsetof(SegmentHeader, checksum) / sizeof(std::uint64_t);
+  static_assert(offsetof(SegmentHeader, checksum) % sizeof(std::uint64_t) == 0, "the checksummed part is whole words");
+  std::uint64_t words[n];
+  std::memcpy(words, &h, sizeof words);
+  std::uint64_t x = 0xcbf2'9ce4'8422'2325ull;
+  for (const std::uint64_t w : words) x = (x ^ w) * 0x100'0000'01b3ull;
+  return x ^ (x >> 29);
+}
 
 struct alignas(kCacheLine) EngineSlot {
   std::atomic<std::int32_t> pid;

@@ -180,8 +180,10 @@ template <class BeforeCas>
     const std::uint64_t seq = lb_slot(q, pos).seq.load(std::memory_order_acquire);
     const auto diff = std::int64_t(seq - (pos + 1));
     if (diff < 0) return false;  // empty
-    if (diff > 0) {              // claimed by another consumer since we read tail
-      pos = q.tail.load(std::memory_order_relaxed);
+    if (diff > 0) {  // claimed by another consumer since we read tail...
+      const std::uint64_t now = q.tail.load(std::memory_order_relaxed);
+      if (now == pos) return false;  // ...unless tail stands still: a slot ahead of its turn is damage, not a task
+      pos = now;
       continue;
     }
     before_cas(pos);

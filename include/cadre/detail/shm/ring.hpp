@@ -74,18 +74,37 @@ class RingProducer {
     // A producer that died between publishing a record and advancing `head` left records the consumer
     // may already have read: continue after them, never over them.
     for (std::uint32_t n = 0; n < kRingSlots && slot(head_).seq.load(std::memory_order_acquire) == head_ + 1; ++n) ++head_;
-    r_->idx.head.store(head_, std::memory_order_release);
+    // Pairs with the consumer's release-store of tail in RingConsumer::release().
     tail_cache_ = r->idx.tail.load(std::memory_order_acquire);
+    broken_ = head_ - tail_cache_ > kRingSlots;
+    // A damaged ring is left as it is: storing a head read from it would only spread the damage.
+    if (!broken_) r_->idx.head.store(head_, std::memory_order_release);
   }
 
-  /// The slot to fill next, or nullptr when the ring is full.
+  /// The slot to fill next, or nullptr when the ring is full or its indices are out of range (broken()).
   [[nodiscard]] RingSlot* try_claim() noexcept {
     if (head_ - tail_cache_ >= kRingSlots) {
       // Pairs with the consumer's release-store of tail in RingConsumer::release().
       tail_cache_ = r_->idx.tail.load(std::memory_order_acquire);
-      if (head_ - tail_cache_ >= kRingSlots) return nullptr;
+      if (head_ - tail_cache_ >= kRingSlots) [[unlikely]] {
+        // The consumer is never ahead of us, nor more than a ring behind: anything else is damage. One
+        // compare, only when the ring looks full.
+        broken_ = head_ - tail_cache_ > kRingSlots;
+        return nullptr;
+      }
+      broken_ = false;
     }
     return &slot(head_);
+  }
+
+  /// Whether the consumer's index, when last read, was out of range (ahead of ours, or more than a ring
+  /// behind): the segment is damaged, and waiting for room would wait for ever.
+  bool broken() const noexcept { return broken_; }
+
+  /// Stores our index again if the one in the segment differs (damage): for an idle second, not per record.
+  void republish() noexcept {
+    // Release, as in publish(): read by a restarted producer (its constructor) and by ShmTransport::load.
+    if (!broken_ && r_->idx.head.load(std::memory_order_relaxed) != head_) r_->idx.head.store(head_, std::memory_order_release);
   }
 
   /// Makes the claimed slot visible to the consumer.
@@ -119,13 +138,29 @@ class RingProducer {
 
   RingStorage* r_ = nullptr;
   std::uint64_t head_ = 0, tail_cache_ = 0;
+  bool broken_ = false;
 };
 
 /// Consumer end. Only one thread (of one process) may use it at a time.
 class RingConsumer {
  public:
   RingConsumer() = default;
-  explicit RingConsumer(RingStorage* r) noexcept : r_(r), tail_(r->idx.tail.load(std::memory_order_relaxed)) {}
+  explicit RingConsumer(RingStorage* r) noexcept : r_(r), tail_(r->idx.tail.load(std::memory_order_relaxed)) {
+    // The producer's head is at most a ring ahead; it may be a little behind (a producer that died
+    // between publishing a record and storing its head). Further either way is damage.
+    const std::uint64_t head = r->idx.head.load(std::memory_order_relaxed);
+    broken_ = head - tail_ > kRingSlots && tail_ - head > kRingSlots;
+  }
+
+  /// Whether the indices it started from were out of range: the segment is damaged.
+  bool broken() const noexcept { return broken_; }
+
+  /// Stores our index again if the one in the segment differs (damage), so that a producer waiting for
+  /// room is not misled for ever: for periodic checks, not per record.
+  void republish() noexcept {
+    // Pairs with the producer's acquire-load of tail in RingProducer::try_claim().
+    if (r_->idx.tail.load(std::memory_order_relaxed) != tail_) r_->idx.tail.store(tail_, std::memory_order_release);
+  }
 
   /// The oldest unread slot, or nullptr when the ring is empty. Copy what you need out of it,
   /// validate the copy, then release().
@@ -153,6 +188,7 @@ class RingConsumer {
 
   RingStorage* r_ = nullptr;
   std::uint64_t tail_ = 0;
+  bool broken_ = false;
 };
 
 }  // namespace cadre::detail

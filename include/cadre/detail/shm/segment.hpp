@@ -61,6 +61,13 @@ inline std::string shm_name(std::string_view cluster) {
 /// The /dev/shm path of a cluster's segment.
 inline std::string segment_path(std::string_view cluster) { return "/dev/shm/" + shm_name(cluster); }
 
+/// What a process says when cluster's segment turns out to be damaged (`why`): a connection_error's message.
+inline std::string damaged_segment_message(std::string_view cluster, std::string_view why) {
+  return "the shared memory of cluster '" + std::string(cluster) + "' is corrupted or is not a cadre segment (" + std::string(why) +
+         "); nothing in it can be trusted any more: stop the cluster with `cadre stop --name " + std::string(cluster) +
+         "` (or let its launcher stop it) and start it again";
+}
+
 struct SegmentConfig {
   std::string cluster;
   std::uint32_t engines = 1;
@@ -118,6 +125,8 @@ class Segment {
       s.region_ = bip::mapped_region(s.shm_, bip::read_write);
       s.base_ = static_cast<std::byte*>(s.region_.get_address());
       s.size_ = cfg.size;
+      s.map_ = m;
+      s.engines_ = cfg.engines;
       s.init(cfg, m);
     } catch (const bip::interprocess_exception& e) {
       s.region_ = bip::mapped_region();
@@ -158,15 +167,8 @@ class Segment {
         }
         auto& h = s.header();
         // Pairs with the release-store of SegmentState::ready at the end of init().
-        if (h.state.load(std::memory_order_acquire) == std::uint32_t(SegmentState::ready) && h.magic == kMagic) {
-          if (h.layout_version != kLayoutVersion)
-            throw connection_error("cluster '" + std::string(cluster) + "' uses segment layout " + std::to_string(h.layout_version) +
-                                   ", this program expects " + std::to_string(kLayoutVersion) + "; rebuild against the same cadre version");
-          const Map m = h.engine_count >= 1 && h.engine_count <= kMaxEngines ? layout(h.engine_count, h.segment_size) : Map{};
-          if (h.segment_size != s.size_ || h.engine_count < 1 || h.engine_count > kMaxEngines || m.heap_pages < 4 ||
-              m.heap_off != h.heap_off || m.engines_off != h.engines_off || m.clients_off != h.clients_off ||
-              m.rings_off != h.rings_off || m.lbq_off != h.lbq_off || m.pages_off != h.pages_off || m.heap_pages != h.heap_pages)
-            throw connection_error("segment of cluster '" + std::string(cluster) + "' is inconsistent (corrupt header)");
+        if (h.state.load(std::memory_order_acquire) == std::uint32_t(SegmentState::ready)) {
+          s.adopt_header();
           return s;
         }
         if (h.state.load() == std::uint32_t(SegmentState::stopping))
@@ -178,6 +180,38 @@ class Segment {
                                std::string(cluster) + "`");
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+  }
+
+  /// Why this segment can no longer be trusted, or nullptr: its launcher found it damaged, or its header
+  /// changed since this process mapped it (magic, layout version, or the checksum of what creation set,
+  /// recomputed: ~150 multiplications). For periodic checks (a client's health period, an engine's idle
+  /// second, the launcher's monitor), never per record.
+  [[nodiscard]] const char* damage() const noexcept {
+    const SegmentHeader& h = header();
+    // Pairs with the CAS in report_damage().
+    if (const char* found = describe(Damage(h.damaged.load(std::memory_order_acquire)))) return found;
+    if (h.magic != kMagic || h.layout_version != kLayoutVersion) return "the magic or layout version in its header changed";
+    if (h.checksum != checksum_ || header_checksum(h) != checksum_) return "its header no longer matches its checksum";
+    return nullptr;
+  }
+
+  /// Records in the header what this process found damaged (the first finding stays), so that the
+  /// launcher stops the cluster and every other process learns it at its next check (damage()).
+  void report_damage(Damage what) const noexcept {
+    std::uint32_t none = 0;
+    // Pairs with the acquire-load in damage().
+    header().damaged.compare_exchange_strong(none, std::uint32_t(what), std::memory_order_acq_rel);
+  }
+
+  /// What a finding in SegmentHeader::damaged means, or nullptr for none.
+  static const char* describe(Damage d) noexcept {
+    switch (d) {
+      case Damage::none: return nullptr;
+      case Damage::header: return "its launcher found its header changed";
+      case Damage::engine_table: return "its launcher found its engine table changed";
+      case Damage::rings: return "a process found the indices of a ring out of range";
+    }
+    return "its damage flag holds a value no cadre writes";
   }
 
   /// Removes the segment's name; mappings stay valid until unmapped. True if it existed.
@@ -200,22 +234,20 @@ class Segment {
   }
 
   SegmentHeader& header() const noexcept { return *reinterpret_cast<SegmentHeader*>(base_); }
-  EngineSlot& engine(std::uint32_t e) const noexcept {
-    return reinterpret_cast<EngineSlot*>(base_ + header().engines_off)[e];
-  }
-  ClientSlot& client(std::uint32_t c) const noexcept {
-    return reinterpret_cast<ClientSlot*>(base_ + header().clients_off)[c];
-  }
+  // Where things are comes from the map this process computed and checked when it mapped the segment,
+  // never from the header again: a header overwritten later cannot send anyone outside the mapping.
+  EngineSlot& engine(std::uint32_t e) const noexcept { return reinterpret_cast<EngineSlot*>(base_ + map_.engines_off)[e]; }
+  ClientSlot& client(std::uint32_t c) const noexcept { return reinterpret_cast<ClientSlot*>(base_ + map_.clients_off)[c]; }
   RingStorage* command_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 0); }
   RingStorage* completion_ring(std::uint32_t e, std::uint32_t c) const noexcept { return ring(e, c, 1); }
   LbQueue* lb_queue(std::uint32_t c, std::uint32_t q) const noexcept {
-    return reinterpret_cast<LbQueue*>(base_ + header().lbq_off) + (std::size_t(c) * kLbQueues + q);
+    return reinterpret_cast<LbQueue*>(base_ + map_.lbq_off) + (std::size_t(c) * kLbQueues + q);
   }
   /// The load-balanced queues of client slot c.
   std::span<LbQueue, kLbQueues> lb_queues(std::uint32_t c) const noexcept {
     return std::span<LbQueue, kLbQueues>(lb_queue(c, 0), kLbQueues);
   }
-  std::uint32_t engines() const noexcept { return header().engine_count; }
+  std::uint32_t engines() const noexcept { return engines_; }
   std::byte* base() const noexcept { return base_; }
   std::uint64_t size() const noexcept { return size_; }
   const std::string& cluster() const noexcept { return name_; }
@@ -226,7 +258,7 @@ class Segment {
   /// Allocates a block of at least `bytes` usable bytes owned by `tag`, with `refs` initial references.
   /// Returns its offset. Throws capacity_error when no run of free pages is long enough.
   std::uint64_t alloc_block(std::size_t bytes, std::uint32_t tag, std::uint64_t refs) {
-    const auto& h = header();
+    const Map& h = map_;
     const std::uint64_t need = (bytes + sizeof(BlockHeader) + kPageSize - 1) / kPageSize;
     PageEntry* pages = page_table();
     for (int pass = 0; pass < 2; ++pass) {
@@ -259,7 +291,7 @@ class Segment {
       }
     }
     throw capacity_error("cluster '" + name_ + "' has no room for " + format_bytes(bytes) + ": its segment holds " +
-                         format_bytes(h.heap_pages * kPageSize) + " of heap, " +
+                         format_bytes(map_.heap_pages * kPageSize) + " of heap, " +
                          format_bytes(header().used_pages.load() * kPageSize) + " in use; erase values you no longer need, or "
                          "start the cluster with a larger segment (ClusterOptions::segment_size / `cadre start --segment-size`)");
   }
@@ -267,7 +299,7 @@ class Segment {
   /// The header of the block at `off`, after checking that off names a block inside this heap.
   /// Throws decode_error for anything else: offsets come from shared memory and are not trusted.
   BlockHeader* block(std::uint64_t off) const {
-    const auto& h = header();
+    const Map& h = map_;
     if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0)
       throw decode_error("block offset " + std::to_string(off) + " is outside the heap of cluster '" + name_ + "'");
     auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
@@ -291,10 +323,12 @@ class Segment {
   /// blocks still pinned by readers are freed by the last reader's release(). With drop_pins, the pins
   /// go too (a dead client's unread results: the pins were its own).
   void reclaim(std::uint32_t tag, bool drop_pins = false) const {
-    const auto& h = header();
+    const Map& h = map_;
     PageEntry* pages = page_table();
     for (std::uint64_t p = 0; p < h.heap_pages;) {
-      if (pages[p].owner.load(std::memory_order_acquire) != tag || pages[p].run == 0) {
+      // A run that would end past the heap is a damaged entry, not a block: left alone.
+      const std::uint64_t run = pages[p].run;
+      if (pages[p].owner.load(std::memory_order_acquire) != tag || run == 0 || run > h.heap_pages - p) {
         ++p;
         continue;
       }
@@ -305,7 +339,7 @@ class Segment {
         ++p;
         continue;
       }
-      const std::uint64_t off = h.heap_off + p * kPageSize, run = pages[p].run;
+      const std::uint64_t off = h.heap_off + p * kPageSize;
       auto* b = reinterpret_cast<BlockHeader*>(base_ + off);
       std::uint64_t r = b->refs.load();
       const std::uint64_t keep = drop_pins ? 0 : (kNsRef - 1);
@@ -321,7 +355,7 @@ class Segment {
   /// reclaim() looks at, last and sequentially consistent).
   void retag(std::uint64_t off, std::uint32_t to) const {
     const BlockHeader* b = block(off);
-    const std::uint64_t first = (off - header().heap_off) / kPageSize;
+    const std::uint64_t first = (off - map_.heap_off) / kPageSize;
     PageEntry* pages = page_table();
     for (std::uint64_t i = b->pages; i-- > 1;) pages[first + i].owner.store(to, std::memory_order_relaxed);
     pages[first].owner.store(to, std::memory_order_seq_cst);
@@ -330,7 +364,7 @@ class Segment {
   /// Takes the block at `off` back from owner tag `from` to `to`, unless reclaim() has taken (or freed)
   /// it first. True if it is the caller's again.
   [[nodiscard]] bool take_back(std::uint64_t off, std::uint32_t from, std::uint32_t to) const noexcept {
-    const auto& h = header();
+    const Map& h = map_;
     if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0) return false;
     const std::uint64_t first = (off - h.heap_off) / kPageSize;
     PageEntry* pages = page_table();
@@ -390,19 +424,44 @@ class Segment {
 
   /// Whether the block at `off` (an untrusted offset) is a block whose first page `tag` owns.
   bool owned_by(std::uint64_t off, std::uint32_t tag) const noexcept {
-    const auto& h = header();
+    const Map& h = map_;
     if (off < h.heap_off || off >= h.heap_off + h.heap_pages * kPageSize || (off - h.heap_off) % kPageSize != 0) return false;
     const PageEntry& first = page_table()[(off - h.heap_off) / kPageSize];
     return first.run != 0 && first.owner.load(std::memory_order_acquire) == tag;
   }
 
-  std::uint64_t heap_bytes() const noexcept { return header().heap_pages * kPageSize; }
+  std::uint64_t heap_bytes() const noexcept { return map_.heap_pages * kPageSize; }
   std::uint64_t used_bytes() const noexcept { return header().used_pages.load(std::memory_order_relaxed) * kPageSize; }
 
  private:
   struct Map {
     std::uint64_t engines_off, clients_off, rings_off, lbq_off, pages_off, heap_off, heap_pages;
   };
+
+  /// Checks the header of a ready segment just mapped, copying each field before looking at it, and
+  /// adopts its map: the one computed here from its engine count and size, once the header agrees.
+  void adopt_header() {
+    const SegmentHeader& h = header();
+    const std::uint64_t magic = h.magic;
+    const std::uint32_t version = h.layout_version, engines = h.engine_count;
+    const std::uint64_t size = h.segment_size, sum = h.checksum;
+    if (magic != kMagic) throw connection_error(damaged_segment_message(name_, "its header does not start with cadre's magic number"));
+    if (version != kLayoutVersion)
+      throw connection_error("cluster '" + name_ + "' uses segment layout " + std::to_string(version) + ", this program expects " +
+                             std::to_string(kLayoutVersion) + "; rebuild against the same cadre version");
+    if (sum != header_checksum(h)) throw connection_error(damaged_segment_message(name_, "its header does not match its checksum"));
+    const Map m = engines >= 1 && engines <= kMaxEngines ? layout(engines, size) : Map{};
+    if (size != size_ || engines < 1 || engines > kMaxEngines || m.heap_pages < 4 || m.heap_off != h.heap_off ||
+        m.engines_off != h.engines_off || m.clients_off != h.clients_off || m.rings_off != h.rings_off || m.lbq_off != h.lbq_off ||
+        m.pages_off != h.pages_off || m.heap_pages != h.heap_pages)
+      throw connection_error(damaged_segment_message(name_, "its header is inconsistent with its size"));
+    // Pairs with the CAS in report_damage().
+    if (const char* found = describe(Damage(h.damaged.load(std::memory_order_acquire))))
+      throw connection_error(damaged_segment_message(name_, found));
+    map_ = m;
+    engines_ = engines;
+    checksum_ = sum;
+  }
 
   static Map layout(std::uint32_t engines, std::uint64_t size) noexcept {
     Map m{};
@@ -460,8 +519,7 @@ class Segment {
     std::snprintf(h->engine_path, sizeof h->engine_path, "%s", cfg.engine_path.c_str());
     std::snprintf(h->log_dir, sizeof h->log_dir, "%s", cfg.log_dir.c_str());
     h->log_to_files = cfg.log_dir.empty() ? 0 : 1;
-    const std::uint64_t committed = m.heap_off;  // fallocate'd in create()
-    (void)committed;
+    h->checksum = checksum_ = header_checksum(*h);
     for (std::uint32_t e = 0; e < cfg.engines; ++e) new (&engine(e)) EngineSlot{};
     for (std::uint32_t c = 0; c < kMaxClients; ++c) new (&client(c)) ClientSlot{};
     for (std::uint32_t i = 0; i < 2 * kMaxClients * cfg.engines; ++i) init_ring(reinterpret_cast<RingStorage*>(base_ + m.rings_off) + i);
@@ -489,9 +547,9 @@ class Segment {
   }
 
   RingStorage* ring(std::uint32_t e, std::uint32_t c, std::uint32_t dir) const noexcept {
-    return reinterpret_cast<RingStorage*>(base_ + header().rings_off) + (std::size_t(e) * kMaxClients + c) * 2 + dir;
+    return reinterpret_cast<RingStorage*>(base_ + map_.rings_off) + (std::size_t(e) * kMaxClients + c) * 2 + dir;
   }
-  PageEntry* page_table() const noexcept { return reinterpret_cast<PageEntry*>(base_ + header().pages_off); }
+  PageEntry* page_table() const noexcept { return reinterpret_cast<PageEntry*>(base_ + map_.pages_off); }
   int fd() const noexcept { return int(shm_.get_mapping_handle().handle); }
 
   bool claim(std::uint64_t first, std::uint64_t n, std::uint32_t tag) const noexcept {
@@ -507,8 +565,7 @@ class Segment {
   }
 
   void free_pages(std::uint64_t off, std::uint64_t n) const noexcept {
-    const auto& h = header();
-    const std::uint64_t first = (off - h.heap_off) / kPageSize;
+    const std::uint64_t first = (off - map_.heap_off) / kPageSize;
     PageEntry* pages = page_table();
     reinterpret_cast<BlockHeader*>(base_ + off)->magic = 0;
     pages[first].run = 0;
@@ -522,10 +579,12 @@ class Segment {
   void commit(std::uint64_t end_page) {
     auto& h = header();
     std::uint64_t done = h.committed_pages.load(std::memory_order_acquire);
+    // A count past the heap is damage: back it all again (fallocate of backed pages changes nothing).
+    if (done > map_.heap_pages) done = 0;
     if (end_page <= done) return;
     constexpr std::uint64_t kStep = (32u << 20) / kPageSize;
-    const std::uint64_t target = std::min(h.heap_pages, align_up(end_page, kStep));
-    const std::uint64_t from = h.heap_off + done * kPageSize, len = (target - done) * kPageSize;
+    const std::uint64_t target = std::min(map_.heap_pages, align_up(end_page, kStep));
+    const std::uint64_t from = map_.heap_off + done * kPageSize, len = (target - done) * kPageSize;
     if (int rc = ::posix_fallocate(fd(), off_t(from), off_t(len)); rc != 0)
       throw capacity_error("/dev/shm is full: cannot back " + format_bytes(len) + " more of cluster '" + name_ + "': " +
                            std::strerror(rc) + "; free space in /dev/shm or use a smaller segment");
@@ -538,6 +597,9 @@ class Segment {
   bip::mapped_region region_;
   std::byte* base_ = nullptr;
   std::uint64_t size_ = 0;
+  Map map_{};                  // where things are, as computed when mapping (see adopt_header)
+  std::uint32_t engines_ = 0;  // engine count, likewise
+  std::uint64_t checksum_ = 0; // the header's checksum when mapped (see damage)
 };
 
 }  // namespace cadre::detail
