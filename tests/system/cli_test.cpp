@@ -536,6 +536,48 @@ TEST_F(cli, stop_of_a_run_cluster_terminates_its_program) {
 }
 
 // =============================================================================================
+// Edges of the command line: timeouts, $CADRE_CLUSTER, messages, log folders
+// =============================================================================================
+
+TEST_F(cli, a_timeout_that_is_not_a_sane_number_of_seconds_is_a_usage_error_with_a_short_range) {
+  const std::string n = name();  // in case a start goes through: the teardown stops it
+  for (const std::string cmd : {"start", "stop", "run"}) {
+    for (const std::string t : {"1e300", "nan", "inf", "0.0001", "0", "-1", "86401", "soon"}) {
+      std::vector<std::string> args{cmd, "--timeout", t};
+      if (cmd != "run") args.insert(args.end(), {"--name", n});
+      if (cmd == "run") args.insert(args.end(), {"--", "/bin/true"});
+      const Result r = cadre(args);
+      const std::string what = "cadre " + cmd + " --timeout " + t + "\n" + r.text();
+      EXPECT_EQ(r.code, 2) << what;
+      EXPECT_NE(r.err.find("--timeout"), std::string::npos) << what;
+      EXPECT_NE(r.err.find("0.1 to 86400 seconds"), std::string::npos) << what;
+      EXPECT_LT(r.err.size(), 400u) << "a short message, not the limits of a double\n" << what;
+    }
+  }
+  EXPECT_FALSE(detail::segment_exists(n));
+}
+
+TEST_F(cli, stop_refuses_a_timeout_beyond_a_day_and_leaves_the_cluster_running) {
+  const std::string n = name();
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  const Result huge = cadre({"stop", "--name", n, "--timeout", "1e300"});
+  EXPECT_EQ(huge.code, 2) << huge.text();
+  EXPECT_EQ(huge.err.find("did not stop it within"), std::string::npos) << huge.text();
+  const auto info = detail::inspect_cluster(n);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->condition, detail::ClusterCondition::running);
+  const Result day = cadre({"stop", "--name", n, "--timeout", "86400"});
+  EXPECT_EQ(day.code, 0) << day.text();
+  EXPECT_NE(day.out.find("stopped cluster '" + n + "'"), std::string::npos) << day.text();
+}
+
+TEST_F(cli, list_works_whatever_cadre_cluster_says) {
+  const Result r = cadre({"list"}, {"CADRE_CLUSTER=no/slashes"});
+  EXPECT_EQ(r.code, 0) << r.text();
+  EXPECT_EQ(r.err, "") << r.text();
+}
+
+// =============================================================================================
 // admin.hpp helpers
 // =============================================================================================
 
