@@ -42,11 +42,11 @@ namespace cadre::detail {
 // =============================================================================================
 
 /// Parses a byte count: digits with an optional binary suffix K, M, G or T (also "KiB", "MB", any
-/// case; all powers of 1024). `parse_byte_size("512M") == 512 << 20`. Throws std::invalid_argument
-/// naming the text for anything else, for zero, and for values that do not fit in 64 bits.
+/// case; all powers of 1024). `parse_byte_size("512M") == 512 << 20`. Throws argument_error naming
+/// the text for anything else, for zero, and for values that do not fit in 64 bits.
 inline std::uint64_t parse_byte_size(std::string_view text) {
   auto bad = [&](const char* why) {
-    return std::invalid_argument(
+    return argument_error(
         "invalid size '" + std::string(text) + "': " + why +
         "; write a number of bytes with an optional K, M, G or T suffix, e.g. 512M or 2G");
   };
@@ -239,9 +239,8 @@ struct ClusterInfo {
 };
 
 /// A snapshot of the named cluster, read through a read-only mapping of its segment (no client
-/// slot, no waiting). std::nullopt when no segment of that name exists. Throws
-/// std::invalid_argument for an invalid name and connection_error when the segment exists but
-/// cannot be opened.
+/// slot, no waiting). std::nullopt when no segment of that name exists. Throws argument_error for
+/// an invalid name and connection_error when the segment exists but cannot be opened.
 inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   validate_cluster_name(cluster);
   ClusterInfo info;
@@ -371,7 +370,7 @@ inline std::vector<ClusterInfo> list_clusters() {
   for (const auto& n : names) {
     try {
       if (auto info = inspect_cluster(n)) out.push_back(std::move(*info));
-    } catch (const std::invalid_argument&) {
+    } catch (const argument_error&) {
       // Not a name cadre would have made: not ours to show.
     } catch (const connection_error&) {
       // Vanished or unreadable between readdir and open.

@@ -64,12 +64,12 @@ bool is_executable_file(const std::string& path) {
 }
 
 /// The absolute path of a program named as a user would to a shell: a path when it contains '/',
-/// otherwise looked up in $PATH. Throws std::invalid_argument naming what is wrong.
+/// otherwise looked up in $PATH. Throws argument_error naming what is wrong.
 std::string resolve_program(const std::string& prog, const char* role) {
-  if (prog.empty()) throw std::invalid_argument(std::string(role) + " is empty");
+  if (prog.empty()) throw argument_error(std::string(role) + " is empty");
   if (prog.find('/') != std::string::npos) {
     if (!is_executable_file(prog))
-      throw std::invalid_argument(
+      throw argument_error(
           std::string(role) + " '" + prog + "' cannot be run: " +
           (::access(prog.c_str(), F_OK) != 0 ? "no such file" : "not an executable file"));
     return std::filesystem::absolute(prog).lexically_normal().string();
@@ -85,8 +85,8 @@ std::string resolve_program(const std::string& prog, const char* role) {
       return std::filesystem::absolute(candidate).lexically_normal().string();
     at = end + 1;
   }
-  throw std::invalid_argument(std::string(role) + " '" + prog +
-                              "' is not in $PATH; give its path, e.g. ./" + prog);
+  throw argument_error(std::string(role) + " '" + prog +
+                       "' is not in $PATH; give its path, e.g. ./" + prog);
 }
 
 /// Writes all of s, retrying on EINTR and short writes. False on error (e.g. EPIPE).

@@ -23,7 +23,7 @@ const CLI::Validator kClusterName(
       try {
         cadre::detail::validate_cluster_name(s);
         return {};
-      } catch (const std::invalid_argument& e) {
+      } catch (const cadre::argument_error& e) {
         return e.what();
       }
     },
@@ -35,7 +35,7 @@ const CLI::Validator kByteSize(
       try {
         s = std::to_string(cadre::detail::parse_byte_size(s));
         return {};
-      } catch (const std::invalid_argument& e) {
+      } catch (const cadre::argument_error& e) {
         return e.what();
       }
     },
@@ -216,7 +216,7 @@ int main(int argc, char** argv) try {
   if (name && name->empty()) {
     try {
       cadre::detail::validate_cluster_name(fallback_name);
-    } catch (const std::invalid_argument& e) {
+    } catch (const cadre::argument_error& e) {
       std::fprintf(stderr, "cadre: $CADRE_CLUSTER: %s\n", e.what());
       return kExitUsage;
     }
@@ -249,7 +249,7 @@ int main(int argc, char** argv) try {
       return run(run_opts);
     }
   } catch (const std::exception& e) {
-    // cadre::error and std::invalid_argument carry messages written for the user.
+    // cadre::error carries messages written for the user.
     std::fprintf(stderr, "cadre %s: %s\n", sub, e.what());
     return kExitFailure;
   }

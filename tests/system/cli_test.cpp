@@ -577,6 +577,15 @@ TEST_F(cli, list_works_whatever_cadre_cluster_says) {
   EXPECT_EQ(r.err, "") << r.text();
 }
 
+TEST_F(cli, a_segment_too_small_for_one_engine_says_engine_not_engines) {
+  const std::string n = name();
+  const Result r = cadre({"start", "-n", "1", "--name", n, "--segment-size", "64K"});
+  EXPECT_EQ(r.code, 1) << r.text();
+  EXPECT_NE(r.err.find("too small for 1 engine:"), std::string::npos) << r.text();
+  EXPECT_EQ(r.err.find("1 engines"), std::string::npos) << r.text();
+}
+
+
 // =============================================================================================
 // admin.hpp helpers
 // =============================================================================================
@@ -592,7 +601,7 @@ TEST(admin, parse_byte_size_accepts_binary_suffixes_and_rejects_the_rest) {
   EXPECT_EQ(detail::parse_byte_size("100B"), 100u);
   for (const char* bad :
        {"", "M", "0", "0G", "-1", "1.5G", "12Q", "1 G", "1GG", "99999999999999999999", "20000000T"})
-    EXPECT_THROW((void)detail::parse_byte_size(bad), std::invalid_argument) << "'" << bad << "'";
+    EXPECT_THROW((void)detail::parse_byte_size(bad), cadre::argument_error) << "'" << bad << "'";
 }
 
 TEST(admin, make_log_dir_creates_private_directories_and_refuses_a_symlink) {
@@ -614,7 +623,7 @@ TEST(admin, make_log_dir_creates_private_directories_and_refuses_a_symlink) {
 
 TEST(admin, inspect_cluster_of_an_absent_name_is_empty_and_a_bad_name_throws) {
   EXPECT_FALSE(detail::inspect_cluster(unique_name()));
-  EXPECT_THROW((void)detail::inspect_cluster("a/b"), std::invalid_argument);
+  EXPECT_THROW((void)detail::inspect_cluster("a/b"), cadre::argument_error);
   EXPECT_THROW((void)detail::stop_cluster(unique_name(), 1s), cadre::connection_error);
 }
 

@@ -569,18 +569,18 @@ TEST_F(data_errors, gather_of_a_name_one_engine_lacks_throws_name_error_for_that
   EXPECT_THROW((void)all().gather<Eigen::MatrixXd>("only_on_012"), cadre::name_error);
 }
 
-TEST_F(data_errors, scatter_or_gather_with_an_invalid_name_throws_invalid_argument) {
+TEST_F(data_errors, scatter_or_gather_with_an_invalid_name_throws_argument_error) {
   const auto v = all();
   for (const std::string& bad : {std::string(), std::string(300, 'n')}) {
     SCOPED_TRACE("name of " + std::to_string(bad.size()) + " bytes");
-    EXPECT_THROW(v.scatter(bad, std::vector<int>{1, 2, 3}), std::invalid_argument);
-    EXPECT_THROW(v.scatter(bad, std::vector<int>{}), std::invalid_argument);
-    EXPECT_THROW(v.scatter(bad, std::vector<std::string>{"a", "b"}), std::invalid_argument);
+    EXPECT_THROW(v.scatter(bad, std::vector<int>{1, 2, 3}), cadre::argument_error);
+    EXPECT_THROW(v.scatter(bad, std::vector<int>{}), cadre::argument_error);
+    EXPECT_THROW(v.scatter(bad, std::vector<std::string>{"a", "b"}), cadre::argument_error);
     EXPECT_THROW(v.scatter(bad, Eigen::MatrixXd(Eigen::MatrixXd::Zero(3, 3))),
-                 std::invalid_argument);
+                 cadre::argument_error);
     const auto sv = rc().make_shared_vector<double>(8);
-    EXPECT_THROW(v.scatter(bad, sv), std::invalid_argument);
-    EXPECT_THROW((void)v.gather<int>(bad), std::invalid_argument);
+    EXPECT_THROW(v.scatter(bad, sv), cadre::argument_error);
+    EXPECT_THROW((void)v.gather<int>(bad), cadre::argument_error);
   }
   // A name of exactly 128 bytes is fine.
   const std::string longest(128, 'k');

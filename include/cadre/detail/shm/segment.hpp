@@ -45,12 +45,25 @@ inline std::string format_bytes(std::uint64_t b) {
   return buf;
 }
 
-/// Throws std::invalid_argument unless name is 1..64 characters of [A-Za-z0-9_.-].
+/// Throws argument_error unless name is 1..64 characters of [A-Za-z0-9_.-], not starting with '.';
+/// the message says what is wrong with the name and which names are allowed.
 inline void validate_cluster_name(std::string_view name) {
   auto ok = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; };
-  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), ok) || name[0] == '.')
-    throw std::invalid_argument("invalid cluster name '" + std::string(name.substr(0, 80)) +
-                                "': use 1 to 64 characters from A-Z a-z 0-9 _ - . (not starting with '.')");
+  auto shown = [](unsigned char c) {  // a character as a message can show it
+    char buf[16];
+    std::snprintf(buf, sizeof buf, std::isprint(c) ? "'%c'" : "byte 0x%02x", c);
+    return std::string(buf);
+  };
+  std::string why;
+  if (name.empty()) why = "it is empty";
+  else if (name.size() > 64) why = "it is " + std::to_string(name.size()) + " characters long";
+  else if (const auto bad = std::find_if_not(name.begin(), name.end(), ok); bad != name.end()) why = "it contains " + shown(*bad);
+  else if (name[0] == '.') why = "it starts with '.'";
+  else return;
+  std::string quoted;
+  for (unsigned char c : name.substr(0, 80)) quoted += std::isprint(c) ? std::string(1, char(c)) : "?";
+  throw argument_error("invalid cluster name '" + quoted + (name.size() > 80 ? "...'" : "'") + ": " + why +
+                       "; a cluster name is 1 to 64 characters from A-Z a-z 0-9 _ - . and does not start with '.'");
 }
 
 /// The /dev/shm name of a cluster's segment: per user, so two users' clusters never meet.
@@ -82,13 +95,13 @@ class Segment {
   static Segment create(const SegmentConfig& cfg) {
     validate_cluster_name(cfg.cluster);
     if (cfg.engines == 0 || cfg.engines > kMaxEngines)
-      throw std::invalid_argument("engine count " + std::to_string(cfg.engines) + " is out of range: use 1 to " +
-                                  std::to_string(kMaxEngines));
+      throw argument_error("engine count " + std::to_string(cfg.engines) + " is out of range: use 1 to " +
+                           std::to_string(kMaxEngines));
     const Map m = layout(cfg.engines, cfg.size);
     if (m.heap_pages < 4)
-      throw std::invalid_argument("segment size " + format_bytes(cfg.size) + " is too small for " +
-                                  std::to_string(cfg.engines) + " engines: use at least " +
-                                  format_bytes(min_size(cfg.engines)));
+      throw argument_error("segment size " + format_bytes(cfg.size) + " is too small for " + std::to_string(cfg.engines) +
+                           (cfg.engines == 1 ? " engine" : " engines") + ": use at least " +
+                           format_bytes(min_size(cfg.engines)));
     check_fits_in_memory(cfg.size);
     const std::string name = shm_name(cfg.cluster);
     Segment s;
