@@ -237,6 +237,8 @@ std::string name_flag(const std::string& name) {
   return name == "default" ? "" : " --name " + name;
 }
 
+int start_launcher(const StartOptions& o, const ClusterOptions& copts);
+
 }  // namespace
 
 int start(const StartOptions& o) {
@@ -257,6 +259,17 @@ int start(const StartOptions& o) {
   } else {
     copts.engine = resolve_program(o.engine, "engine executable");
   }
+  // Say "already running" or "someone else's" here rather than after a fork, and before making the
+  // log folder, which may be the running cluster's; the Cluster checks again (exclusively).
+  if (const auto existing = detail::inspect_cluster(o.name)) {
+    if (existing->condition == detail::ClusterCondition::running ||
+        existing->condition == detail::ClusterCondition::stopping)
+      throw connection_error("a cluster named '" + o.name + "' is already running (launcher pid " +
+                             std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
+                             name_flag(o.name) + "` or choose another --name");
+    if (existing->condition == detail::ClusterCondition::foreign)
+      throw connection_error("cannot start cluster '" + o.name + "': " + existing->problem);
+  }
   if (o.log_dir.empty()) {
     copts.log_dir = detail::default_log_dir(o.name);
     detail::make_log_dir(copts.log_dir, 2);
@@ -265,14 +278,22 @@ int start(const StartOptions& o) {
     while (copts.log_dir.size() > 1 && copts.log_dir.back() == '/') copts.log_dir.pop_back();
     detail::make_log_dir(copts.log_dir, 0);
   }
-  // Say "already running" here rather than after a fork; the Cluster checks again (exclusively).
-  if (const auto existing = detail::inspect_cluster(o.name);
-      existing && (existing->condition == detail::ClusterCondition::running ||
-                   existing->condition == detail::ClusterCondition::stopping))
-    throw connection_error("a cluster named '" + o.name + "' is already running (launcher pid " +
-                           std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
-                           name_flag(o.name) + "` or choose another --name");
+  try {
+    return start_launcher(o, copts);
+  } catch (const std::exception& e) {
+    // A failed start leaves no log folder of its own behind (a --log-dir is the user's to keep); what
+    // the message points to in it is quoted instead.
+    if (!o.log_dir.empty()) throw;
+    const std::string quoted = detail::remove_cluster_logs(o.name, copts.log_dir, e.what());
+    if (quoted.empty()) throw;
+    throw error(e.what() + quoted);
+  }
+}
 
+namespace {
+
+/// The rest of `cadre start`: forks the launcher and reads its report.
+int start_launcher(const StartOptions& o, const ClusterOptions& copts) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw error(errno_text("pipe2"));
   std::fflush(nullptr);  // nothing buffered may be written twice
@@ -315,6 +336,8 @@ int start(const StartOptions& o) {
   throw error("the launcher of cluster '" + o.name + "' ended (" + describe_wait_status(st) +
               ") before reporting; see " + copts.log_dir + "/launcher.log");
 }
+
+}  // namespace
 
 // =============================================================================================
 // cadre run

@@ -571,6 +571,15 @@ TEST_F(cli, stop_refuses_a_timeout_beyond_a_day_and_leaves_the_cluster_running) 
   EXPECT_NE(day.out.find("stopped cluster '" + n + "'"), std::string::npos) << day.text();
 }
 
+TEST_F(cli, stop_cluster_with_the_longest_timeout_stops_the_cluster_instead_of_timing_out) {
+  const std::string n = name();
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  detail::StopReport report;
+  EXPECT_NO_THROW(report = detail::stop_cluster(n, std::chrono::milliseconds::max()));
+  EXPECT_FALSE(report.stale);
+  EXPECT_FALSE(detail::segment_exists(n));
+}
+
 TEST_F(cli, list_works_whatever_cadre_cluster_says) {
   const Result r = cadre({"list"}, {"CADRE_CLUSTER=no/slashes"});
   EXPECT_EQ(r.code, 0) << r.text();
@@ -585,6 +594,65 @@ TEST_F(cli, a_segment_too_small_for_one_engine_says_engine_not_engines) {
   EXPECT_EQ(r.err.find("1 engines"), std::string::npos) << r.text();
 }
 
+TEST_F(cli, the_api_and_the_cli_print_the_mode_of_a_segment_file_in_octal) {
+  const std::string n = name();
+  const std::string path = detail::segment_path(n);
+  struct Remove {
+    std::string n;
+    ~Remove() { detail::Segment::remove(n); }
+  } remove{n};
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::fchmod(fd, 0644), 0);
+  ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+  ::close(fd);
+  try {
+    cadre::Client c(n);
+    ADD_FAILURE() << "attached to a segment file of mode 0644";
+  } catch (const cadre::connection_error& e) {
+    EXPECT_NE(std::string(e.what()).find("mode 0644"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("420"), std::string::npos) << "decimal mode\n" << e.what();
+  }
+  const Result status = cadre({"status", "--name", n});
+  EXPECT_NE(status.out.find("mode 0644"), std::string::npos) << status.text();
+  EXPECT_EQ(status.out.find("420"), std::string::npos) << status.text();
+}
+
+TEST_F(cli, a_failed_start_removes_the_log_folder_it_made) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  const Result r =
+      cadre({"start", "-n", "1", "--name", n, "--engine", "/bin/true", "--timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.text();
+  EXPECT_NE(r.err.find("exited during start-up"), std::string::npos) << r.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs << "\n" << r.text();
+}
+
+TEST_F(cli, stop_removes_the_log_folder_of_the_cluster_and_a_failed_start_keeps_a_running_ones) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"));
+  const Result again = cadre({"start", "-n", "1", "--name", n});
+  EXPECT_EQ(again.code, 1) << again.text();
+  EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"))
+      << "a failed start removed the logs of the running cluster\n" << again.text();
+  const Result stopped = cadre({"stop", "--name", n});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs;
+}
+
+TEST_F(cli, stop_of_a_stale_cluster_removes_its_log_folder) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  const pid_t launcher = detail::inspect_cluster(n)->launcher_pid;
+  ASSERT_EQ(::kill(launcher, SIGKILL), 0);  // the test's own cluster: a crashed launcher
+  ASSERT_TRUE(eventually([&] { return !detail::process_alive(launcher); }));
+  const Result stopped = cadre({"stop", "--name", n});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs;
+}
 
 // =============================================================================================
 // admin.hpp helpers

@@ -74,6 +74,31 @@ inline std::string shm_name(std::string_view cluster) {
 /// The /dev/shm path of a cluster's segment.
 inline std::string segment_path(std::string_view cluster) { return "/dev/shm/" + shm_name(cluster); }
 
+/// Whether a file (as lstat sees it) may be a segment of this user: a regular file this user owns,
+/// with no access for group or others (cadre makes them 0600). cadre opens, maps and removes no other.
+inline bool is_private_segment_file(const struct stat& st) noexcept {
+  return S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && (st.st_mode & 077) == 0;
+}
+
+/// Why the file at `path` (not a private segment file) is left alone, and the ways out, `other_name`
+/// first: "/dev/shm/cadre-0-x belongs to uid 65534 (a FIFO, mode 0644), not to this user (uid 0), so
+/// cadre will not touch it; <other_name>, or, as root, remove that exact path: rm /dev/shm/cadre-0-x".
+inline std::string unusable_segment_file(const std::string& path, const struct stat& st, std::string_view other_name) {
+  const mode_t t = st.st_mode & S_IFMT;
+  const char* kind = t == S_IFREG ? "a regular file" : t == S_IFIFO ? "a FIFO" : t == S_IFLNK ? "a symbolic link"
+                     : t == S_IFDIR ? "a directory" : t == S_IFSOCK ? "a socket" : "a device";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  const std::string what = std::string("(") + kind + ", mode " + mode + ")";
+  const std::string me = "uid " + std::to_string(::geteuid());
+  if (st.st_uid != ::geteuid())
+    return path + " belongs to uid " + std::to_string(st.st_uid) + " " + what + ", not to this user (" + me +
+           "), so cadre will not touch it; " + std::string(other_name) + ", or, as root, remove that exact path: rm " + path;
+  return path + " is this user's (" + me + ") but is " + kind + " of mode " + mode +
+         ", not a regular file of mode 0600 as cadre makes, so cadre will not touch it; " + std::string(other_name) +
+         ", or remove that exact path: rm " + path;
+}
+
 struct SegmentConfig {
   std::string cluster;
   std::uint32_t engines = 1;
@@ -113,11 +138,14 @@ class Segment {
       } catch (const bip::interprocess_exception& e) {
         if (e.get_error_code() != bip::already_exists_error)
           throw connection_error("cannot create /dev/shm/" + name + " for cluster '" + cfg.cluster + "': " + e.what());
+        const std::string path = segment_path(cfg.cluster);
+        if (struct stat st{}; ::lstat(path.c_str(), &st) == 0 && !is_private_segment_file(st))
+          throw connection_error("cannot create the segment of cluster '" + cfg.cluster + "': " +
+                                 unusable_segment_file(path, st, "choose another cluster name"));
         // A second "already exists" means someone re-created the name since we removed a stale one.
         if (attempt > 0 || !remove_if_stale(cfg.cluster))
-          throw connection_error("a cluster named '" + cfg.cluster + "' is already running (or /dev/shm/" + name +
-                                 " belongs to someone else); stop it with `cadre stop --name " + cfg.cluster +
-                                 "` or choose another name");
+          throw connection_error("a cluster named '" + cfg.cluster + "' is already running; stop it with `cadre stop --name " +
+                                 cfg.cluster + "` or choose another name");
       }
     }
     try {
@@ -148,6 +176,11 @@ class Segment {
   static Segment open(std::string_view cluster, std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) {
     validate_cluster_name(cluster);
     const std::string name = shm_name(cluster);
+    const std::string path = segment_path(cluster);
+    // Type and owner before any open: another user's FIFO or file under this name is left alone.
+    if (struct stat st{}; ::lstat(path.c_str(), &st) == 0 && !is_private_segment_file(st))
+      throw connection_error("cannot connect to cluster '" + std::string(cluster) + "': " +
+                             unusable_segment_file(path, st, "connect to a cluster of another name"));
     Segment s;
     s.name_ = std::string(cluster);
     try {
@@ -160,9 +193,9 @@ class Segment {
     const auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
       if (::fstat(s.fd(), &st) != 0) throw connection_error("cannot stat segment " + name + ": " + std::strerror(errno));
-      if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)
-        throw connection_error("segment /dev/shm/" + name + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
-                               std::to_string(st.st_mode & 0777) + "; refusing to attach to a segment this user does not own exclusively");
+      if (!is_private_segment_file(st))
+        throw connection_error("cannot connect to cluster '" + std::string(cluster) + "': " +
+                               unusable_segment_file(path, st, "connect to a cluster of another name"));
       if (std::uint64_t(st.st_size) >= sizeof(SegmentHeader)) {
         if (!s.base_) {
           s.region_ = bip::mapped_region(s.shm_, bip::read_write);
@@ -200,7 +233,7 @@ class Segment {
   static bool remove_if_stale(std::string_view cluster) {
     // Never another user's file, even as root (who may unlink anything in /dev/shm despite its sticky bit).
     struct stat st{};
-    if (::stat(segment_path(cluster).c_str(), &st) == 0 && st.st_uid != ::geteuid()) return false;
+    if (::lstat(segment_path(cluster).c_str(), &st) == 0 && !is_private_segment_file(st)) return false;
     pid_t creator = 0;
     try {
       Segment s = open(cluster, std::chrono::milliseconds(200));
