@@ -27,10 +27,12 @@ namespace cadre {
 /// ```
 class Client {
  public:
-  /// Connects to the cluster named by $CADRE_CLUSTER, else "default". Throws connection_error.
+  /// Connects to the cluster named by $CADRE_CLUSTER, else "default". Throws connection_error, or
+  /// argument_error for an invalid name.
   Client() : Client(default_cluster()) {}
 
-  /// Connects to the named cluster. Throws connection_error when none is running.
+  /// Connects to the named cluster. Throws connection_error when none is running, argument_error
+  /// when the name is invalid (1 to 64 characters of A-Z a-z 0-9 _ - ., not starting with '.').
   explicit Client(std::string_view cluster) {
     auto t = std::make_unique<detail::ShmTransport>(cluster);
     segment_ = t->segment();
@@ -110,7 +112,13 @@ class Client {
 
   static std::string default_cluster() {
     const char* e = std::getenv("CADRE_CLUSTER");
-    return e && *e ? e : "default";
+    if (!e || !*e) return "default";
+    try {
+      detail::validate_cluster_name(e);
+    } catch (const argument_error& x) {
+      throw argument_error(std::string("$CADRE_CLUSTER: ") + x.what());
+    }
+    return e;
   }
 
  private:

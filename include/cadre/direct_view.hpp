@@ -104,7 +104,8 @@ class DirectView : public BasicView<false>, public MapCalls<DirectView> {
     using R = detail::map_result_t<F, Range, Ranges...>;
     const std::size_t n = std::size_t(std::ranges::size(xs));
     if (((std::size_t(std::ranges::size(more)) != n) || ...))
-      throw std::invalid_argument("map: the sequences have different lengths (the first has " + std::to_string(n) + " elements)");
+      throw argument_error("map: the sequences have different lengths (the first has " + std::to_string(n) +
+                           " elements): zip sequences of equal length");
     const auto& ids = t_.ids();
     auto& tr = t_.core()->transport();
     std::vector<detail::Task> tasks;

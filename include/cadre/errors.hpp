@@ -83,6 +83,15 @@ class composite_error : public error {
   std::vector<failure> failures_;
 };
 
+/// An argument to a cadre call is invalid: a cluster or namespace name, an engine count, a segment
+/// size, an engine program. The message says what is wrong with it and what is allowed. It is not
+/// also a std::invalid_argument: that would make std::exception an ambiguous base, which a
+/// `catch (const std::exception&)` no longer catches. A bad engine index or slice is
+/// std::out_of_range, as for the standard containers.
+struct argument_error : error {
+  using error::error;
+};
+
 /// A wait ran out of time; the task itself goes on.
 struct timeout_error : error {
   using error::error;

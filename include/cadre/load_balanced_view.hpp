@@ -105,7 +105,8 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
     using R = detail::map_result_t<F, Range, Ranges...>;
     const std::size_t n = std::size_t(std::ranges::size(xs));
     if (((std::size_t(std::ranges::size(more)) != n) || ...))
-      throw std::invalid_argument("map: the sequences have different lengths (the first has " + std::to_string(n) + " elements)");
+      throw argument_error("map: the sequences have different lengths (the first has " + std::to_string(n) +
+                           " elements): zip sequences of equal length");
     const std::size_t per_task = opts.chunksize ? opts.chunksize : std::max<std::size_t>(1, (n + 16 * targets_.size() - 1) / (16 * targets_.size()));
     auto& t = core_->transport();
     std::vector<detail::Task> tasks;

@@ -85,7 +85,7 @@ class Namespace {
   /// ```
   ///
   /// Valid until name is set again or erased. Clients see the value once the engine function returns.
-  /// Throws std::invalid_argument when the shape contradicts M's fixed size, capacity_error when the
+  /// Throws argument_error when the shape contradicts M's fixed size, capacity_error when the
   /// segment has no room.
   template <class T>
   requires is_raw_array_v<T> && (detail::codec_impl::eigen_raw<T> || is_std_vector<T>::value)
@@ -96,17 +96,17 @@ class Namespace {
         return (dim == Eigen::Dynamic || std::size_t(dim) == got) && (max == Eigen::Dynamic || got <= std::size_t(max));
       };
       if (!fits(T::RowsAtCompileTime, T::MaxRowsAtCompileTime, rows) || !fits(T::ColsAtCompileTime, T::MaxColsAtCompileTime, cols))
-        throw std::invalid_argument("Namespace::allocate: a " + std::to_string(rows) + " x " + std::to_string(cols) + " array cannot be a " +
+        throw argument_error("Namespace::allocate: a " + std::to_string(rows) + " x " + std::to_string(cols) + " array cannot be a " +
                                     type_name<T>());
       constexpr auto kMax = std::size_t(std::numeric_limits<Eigen::Index>::max());
       if (rows > kMax || cols > kMax || (cols != 0 && rows > kMax / cols / sizeof(E)))
-        throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " x " + std::to_string(cols) + " elements do not fit in memory");
+        throw argument_error("Namespace::allocate: " + std::to_string(rows) + " x " + std::to_string(cols) + " elements do not fit in memory");
       E* p = make_raw<T>(name, rows, cols, rows * cols, [](E*) {});
       return Eigen::Map<T>(p, Eigen::Index(rows), Eigen::Index(cols));
     } else {
-      if (cols != 1) throw std::invalid_argument("Namespace::allocate: a std::vector has one dimension; pass its size only");
+      if (cols != 1) throw argument_error("Namespace::allocate: a std::vector has one dimension; pass its size only");
       if (rows > std::numeric_limits<std::size_t>::max() / 2 / sizeof(E))
-        throw std::invalid_argument("Namespace::allocate: " + std::to_string(rows) + " elements do not fit in memory");
+        throw argument_error("Namespace::allocate: " + std::to_string(rows) + " elements do not fit in memory");
       return std::span<E>(make_raw<T>(name, rows, 0, rows, [](E*) {}), rows);
     }
   }

@@ -42,11 +42,11 @@ namespace cadre::detail {
 // =============================================================================================
 
 /// Parses a byte count: digits with an optional binary suffix K, M, G or T (also "KiB", "MB", any
-/// case; all powers of 1024). `parse_byte_size("512M") == 512 << 20`. Throws std::invalid_argument
-/// naming the text for anything else, for zero, and for values that do not fit in 64 bits.
+/// case; all powers of 1024). `parse_byte_size("512M") == 512 << 20`. Throws argument_error naming
+/// the text for anything else, for zero, and for values that do not fit in 64 bits.
 inline std::uint64_t parse_byte_size(std::string_view text) {
   auto bad = [&](const char* why) {
-    return std::invalid_argument(
+    return argument_error(
         "invalid size '" + std::string(text) + "': " + why +
         "; write a number of bytes with an optional K, M, G or T suffix, e.g. 512M or 2G");
   };
@@ -162,6 +162,71 @@ inline void make_log_dir(const std::string& dir, std::size_t owned) {
   }
 }
 
+/// The last lines of the log file `name` in the folder `dir_fd`, as a note for an error message
+/// that names `path`, which is being removed.
+inline std::string quote_removed_log(int dir_fd, const std::string& name, const std::string& path) {
+  std::string tail;
+  const int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st {};
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    tail.resize(std::size_t(std::min<off_t>(st.st_size, 4096)));
+    const ssize_t n = ::pread(fd, tail.data(), tail.size(), st.st_size - off_t(tail.size()));
+    tail.resize(n > 0 ? std::size_t(n) : 0);
+  }
+  if (fd >= 0) ::close(fd);
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+  std::vector<std::string> lines;
+  for (std::size_t at = tail.size(); at > 0 && lines.size() < 5;) {
+    const std::size_t nl = tail.rfind('\n', at - 1);
+    const std::size_t from = nl == std::string::npos ? 0 : nl + 1;
+    lines.insert(lines.begin(), tail.substr(from, at - from));
+    at = nl == std::string::npos ? 0 : nl;
+  }
+  std::string note = "\n" + path + " (removed with the logs of the failed start) ";
+  if (lines.empty()) return note + "was empty";
+  note += "ended with:";
+  for (const auto& l : lines) note += "\n    " + l;
+  return note;
+}
+
+/// Removes the log folder `dir` of the cluster, when it is cadre's own (default_log_dir(), or
+/// /tmp/cadre-<euid>/<cluster>: never a --log-dir, which is the user's) and no segment of that name
+/// exists (a running cluster keeps its logs): cadre's files in it (launcher.log, engine-N.log),
+/// then the folder if that left it empty. Follows no symbolic link and leaves a folder this user
+/// does not own alone. Returns, for each removed file that `message` names, a note quoting its last
+/// lines, to append to that message.
+inline std::string remove_cluster_logs(std::string_view cluster, const std::string& dir, std::string_view message = {}) {
+  const std::string tmp_dir = "/tmp/cadre-" + std::to_string(::geteuid()) + "/" + std::string(cluster);
+  if (segment_exists(cluster) || (dir != default_log_dir(cluster) && dir != tmp_dir)) return {};
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) return {};
+  struct stat st {};
+  DIR* d = ::fstat(dir_fd, &st) == 0 && st.st_uid == ::geteuid() ? ::fdopendir(dir_fd) : nullptr;
+  if (!d) {
+    ::close(dir_fd);
+    return {};
+  }
+  auto is_log = [](std::string_view n) {
+    if (n == "launcher.log") return true;
+    if (n.size() <= 11 || n.substr(0, 7) != "engine-" || n.substr(n.size() - 4) != ".log") return false;
+    const std::string_view id = n.substr(7, n.size() - 11);
+    return std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::vector<std::string> logs;
+  while (const dirent* ent = ::readdir(d))
+    if (is_log(ent->d_name)) logs.emplace_back(ent->d_name);
+  std::sort(logs.begin(), logs.end());
+  std::string notes;
+  for (const auto& n : logs) {
+    const std::string path = dir + "/" + n;
+    if (message.find(path) != std::string_view::npos) notes += quote_removed_log(::dirfd(d), n, path);
+    ::unlinkat(::dirfd(d), n.c_str(), 0);
+  }
+  ::closedir(d);
+  ::rmdir(dir.c_str());  // fails, as it should, when something else is in it
+  return notes;
+}
+
 // =============================================================================================
 // Inspection: a snapshot of a cluster, read without joining it
 // =============================================================================================
@@ -239,14 +304,21 @@ struct ClusterInfo {
 };
 
 /// A snapshot of the named cluster, read through a read-only mapping of its segment (no client
-/// slot, no waiting). std::nullopt when no segment of that name exists. Throws
-/// std::invalid_argument for an invalid name and connection_error when the segment exists but
-/// cannot be opened.
+/// slot, no waiting). std::nullopt when no segment of that name exists. Throws argument_error for
+/// an invalid name and connection_error when the segment exists but cannot be opened.
 inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
   validate_cluster_name(cluster);
   ClusterInfo info;
   info.name = std::string(cluster);
   info.segment_path = segment_path(cluster);
+  // Type and owner before any open: another user's FIFO or file is described, never opened.
+  auto foreign = [&](const struct stat& st) {
+    info.condition = ClusterCondition::foreign;
+    info.problem = unusable_segment_file(info.segment_path, st, "use another name (--name NAME)");
+    return info;
+  };
+  if (struct stat st {}; ::lstat(info.segment_path.c_str(), &st) == 0 && !is_private_segment_file(st))
+    return foreign(st);
   // O_NONBLOCK: what another user put under this name may be a FIFO, whose open would wait for a writer.
   const int fd = ::open(info.segment_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
@@ -266,13 +338,9 @@ inline std::optional<ClusterInfo> inspect_cluster(std::string_view cluster) {
       (std::int64_t(now.tv_sec) - std::int64_t(st.st_ctim.tv_sec)) * 1'000'000'000 +
       (std::int64_t(now.tv_nsec) - std::int64_t(st.st_ctim.tv_nsec));
   info.age_ns = age > 0 ? std::uint64_t(age) : 0;
-  if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0 || !S_ISREG(st.st_mode)) {
+  if (!is_private_segment_file(st)) {  // replaced since the lstat above
     ::close(fd);
-    info.condition = ClusterCondition::foreign;
-    info.problem = info.segment_path + " belongs to uid " + std::to_string(st.st_uid) +
-                   " with mode " + fmt_mode(st.st_mode) +
-                   "; cadre only touches segments this user owns exclusively";
-    return info;
+    return foreign(st);
   }
   const std::uint64_t file_size = std::uint64_t(st.st_size);
   if (file_size < sizeof(SegmentHeader)) {
@@ -371,7 +439,7 @@ inline std::vector<ClusterInfo> list_clusters() {
   for (const auto& n : names) {
     try {
       if (auto info = inspect_cluster(n)) out.push_back(std::move(*info));
-    } catch (const std::invalid_argument&) {
+    } catch (const argument_error&) {
       // Not a name cadre would have made: not ours to show.
     } catch (const connection_error&) {
       // Vanished or unreadable between readdir and open.
@@ -404,6 +472,7 @@ struct StopReport {
   bool half_made = false;  ///< an abandoned half-made segment was removed
   std::vector<pid_t>
       lingering;  ///< engines of a stale cluster still alive at the timeout (never killed)
+  std::string log_dir;  ///< where its engines logged, as its segment said; empty: unknown or none
 };
 
 /// Stops the named cluster and waits (at most `timeout`) until it is gone.
@@ -415,10 +484,15 @@ struct StopReport {
 /// `lingering`, not killed. A segment half-made for more than two seconds is removed.
 ///
 /// Throws connection_error when there is no such cluster or it is foreign or incompatible, and
-/// timeout_error when a live launcher has not finished within the timeout.
+/// timeout_error when a live launcher has not finished within the timeout (which may be as long as
+/// milliseconds::max(): the deadline saturates instead of overflowing into the past).
 inline StopReport stop_cluster(std::string_view cluster, std::chrono::milliseconds timeout) {
   using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + timeout;
+  const auto start = clock::now();
+  const auto deadline =
+      timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(clock::time_point::max() - start)
+          ? clock::time_point::max()
+          : start + std::max(timeout, std::chrono::milliseconds(0));
   const auto tick = std::chrono::milliseconds(5);
   StopReport report;
   report.name = std::string(cluster);
@@ -437,6 +511,7 @@ inline StopReport stop_cluster(std::string_view cluster, std::chrono::millisecon
     info = inspect_cluster(cluster);
   }
   if (!info) return report;  // its creator gave up and removed it meanwhile
+  report.log_dir = info->log_dir;
   switch (info->condition) {
     case ClusterCondition::foreign:
     case ClusterCondition::incompatible:

@@ -113,11 +113,19 @@ int list() {
 
 int stop(const StopOptions& opts) {
   const auto report = detail::stop_cluster(opts.name, opts.timeout);
+  // The cluster is gone, and so go the logs `cadre start` kept for it (a --log-dir is the user's).
+  const auto remove_logs = [&] {
+    detail::remove_cluster_logs(report.name, report.log_dir.empty()
+                                                 ? detail::default_log_dir(report.name)
+                                                 : report.log_dir);
+  };
   if (report.half_made) {
+    remove_logs();
     fmt::print("removed the half-made segment of cluster '{}'\n", report.name);
     return kExitOk;
   }
   if (!report.stale) {
+    remove_logs();
     fmt::print("stopped cluster '{}'\n", report.name);
     return kExitOk;
   }
@@ -131,8 +139,9 @@ int stop(const StopOptions& opts) {
         "  with `kill {}`.\n",
         report.lingering.size() == 1 ? "" : "s", fmt::join(report.lingering, ", "), report.name,
         opts.timeout.count(), fmt::join(report.lingering, " "));
-    return kExitFailure;
+    return kExitFailure;  // the engines left may still write their logs: they stay
   }
+  remove_logs();
   return kExitOk;
 }
 

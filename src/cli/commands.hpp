@@ -1,7 +1,7 @@
 // src/cli/commands.hpp — the `cadre` subcommands; main.cpp parses, these do the work.
 //
-// Each command returns the process exit status. They throw cadre::error or std::invalid_argument
-// for failures the user can fix; main() prints those and exits with kExitFailure.
+// Each command returns the process exit status. They throw cadre::error (argument_error for a bad
+// argument) for failures the user can fix; main() prints those and exits with kExitFailure.
 #pragma once
 
 #include <chrono>

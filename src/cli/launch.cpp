@@ -64,12 +64,12 @@ bool is_executable_file(const std::string& path) {
 }
 
 /// The absolute path of a program named as a user would to a shell: a path when it contains '/',
-/// otherwise looked up in $PATH. Throws std::invalid_argument naming what is wrong.
+/// otherwise looked up in $PATH. Throws argument_error naming what is wrong.
 std::string resolve_program(const std::string& prog, const char* role) {
-  if (prog.empty()) throw std::invalid_argument(std::string(role) + " is empty");
+  if (prog.empty()) throw argument_error(std::string(role) + " is empty");
   if (prog.find('/') != std::string::npos) {
     if (!is_executable_file(prog))
-      throw std::invalid_argument(
+      throw argument_error(
           std::string(role) + " '" + prog + "' cannot be run: " +
           (::access(prog.c_str(), F_OK) != 0 ? "no such file" : "not an executable file"));
     return std::filesystem::absolute(prog).lexically_normal().string();
@@ -85,8 +85,8 @@ std::string resolve_program(const std::string& prog, const char* role) {
       return std::filesystem::absolute(candidate).lexically_normal().string();
     at = end + 1;
   }
-  throw std::invalid_argument(std::string(role) + " '" + prog +
-                              "' is not in $PATH; give its path, e.g. ./" + prog);
+  throw argument_error(std::string(role) + " '" + prog +
+                       "' is not in $PATH; give its path, e.g. ./" + prog);
 }
 
 /// Writes all of s, retrying on EINTR and short writes. False on error (e.g. EPIPE).
@@ -237,6 +237,8 @@ std::string name_flag(const std::string& name) {
   return name == "default" ? "" : " --name " + name;
 }
 
+int start_launcher(const StartOptions& o, const ClusterOptions& copts);
+
 }  // namespace
 
 int start(const StartOptions& o) {
@@ -257,6 +259,17 @@ int start(const StartOptions& o) {
   } else {
     copts.engine = resolve_program(o.engine, "engine executable");
   }
+  // Say "already running" or "someone else's" here rather than after a fork, and before making the
+  // log folder, which may be the running cluster's; the Cluster checks again (exclusively).
+  if (const auto existing = detail::inspect_cluster(o.name)) {
+    if (existing->condition == detail::ClusterCondition::running ||
+        existing->condition == detail::ClusterCondition::stopping)
+      throw connection_error("a cluster named '" + o.name + "' is already running (launcher pid " +
+                             std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
+                             name_flag(o.name) + "` or choose another --name");
+    if (existing->condition == detail::ClusterCondition::foreign)
+      throw connection_error("cannot start cluster '" + o.name + "': " + existing->problem);
+  }
   if (o.log_dir.empty()) {
     copts.log_dir = detail::default_log_dir(o.name);
     detail::make_log_dir(copts.log_dir, 2);
@@ -265,14 +278,22 @@ int start(const StartOptions& o) {
     while (copts.log_dir.size() > 1 && copts.log_dir.back() == '/') copts.log_dir.pop_back();
     detail::make_log_dir(copts.log_dir, 0);
   }
-  // Say "already running" here rather than after a fork; the Cluster checks again (exclusively).
-  if (const auto existing = detail::inspect_cluster(o.name);
-      existing && (existing->condition == detail::ClusterCondition::running ||
-                   existing->condition == detail::ClusterCondition::stopping))
-    throw connection_error("a cluster named '" + o.name + "' is already running (launcher pid " +
-                           std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
-                           name_flag(o.name) + "` or choose another --name");
+  try {
+    return start_launcher(o, copts);
+  } catch (const std::exception& e) {
+    // A failed start leaves no log folder of its own behind (a --log-dir is the user's to keep); what
+    // the message points to in it is quoted instead.
+    if (!o.log_dir.empty()) throw;
+    const std::string quoted = detail::remove_cluster_logs(o.name, copts.log_dir, e.what());
+    if (quoted.empty()) throw;
+    throw error(e.what() + quoted);
+  }
+}
 
+namespace {
+
+/// The rest of `cadre start`: forks the launcher and reads its report.
+int start_launcher(const StartOptions& o, const ClusterOptions& copts) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw error(errno_text("pipe2"));
   std::fflush(nullptr);  // nothing buffered may be written twice
@@ -315,6 +336,8 @@ int start(const StartOptions& o) {
   throw error("the launcher of cluster '" + o.name + "' ended (" + describe_wait_status(st) +
               ") before reporting; see " + copts.log_dir + "/launcher.log");
 }
+
+}  // namespace
 
 // =============================================================================================
 // cadre run

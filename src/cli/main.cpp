@@ -23,7 +23,7 @@ const CLI::Validator kClusterName(
       try {
         cadre::detail::validate_cluster_name(s);
         return {};
-      } catch (const std::invalid_argument& e) {
+      } catch (const cadre::argument_error& e) {
         return e.what();
       }
     },
@@ -35,7 +35,7 @@ const CLI::Validator kByteSize(
       try {
         s = std::to_string(cadre::detail::parse_byte_size(s));
         return {};
-      } catch (const std::invalid_argument& e) {
+      } catch (const cadre::argument_error& e) {
         return e.what();
       }
     },
@@ -47,7 +47,23 @@ std::string default_name() {
   return e && *e ? e : "default";
 }
 
-std::chrono::milliseconds to_ms(double seconds) {
+constexpr double kMinTimeout = 0.1, kMaxTimeout = 86400;  // seconds: 100 ms to one day
+
+/// A --timeout in seconds, from kMinTimeout to kMaxTimeout. CLI11's own range check would print the
+/// limits of a double (300 digits) and let "nan" through; outside this range the milliseconds
+/// overflow (1e300) or round to zero (0.0001), and a start then blames its engines.
+const CLI::Validator kTimeoutSeconds(
+    [](std::string& s) -> std::string {
+      double v = 0;
+      if (!CLI::detail::lexical_cast(s, v) || !std::isfinite(v))
+        return "'" + s + "' is not a number of seconds; give 0.1 to 86400 seconds (one day), e.g. 30";
+      if (v < kMinTimeout || v > kMaxTimeout)
+        return s + " s is out of range; give 0.1 to 86400 seconds (one day), e.g. 30";
+      return {};
+    },
+    "0.1 to 86400", "seconds");
+
+std::chrono::milliseconds to_ms(double seconds) {  // seconds passed kTimeoutSeconds
   return std::chrono::milliseconds(std::llround(seconds * 1000.0));
 }
 
@@ -115,7 +131,7 @@ int main(int argc, char** argv) try {
       ->add_option("--timeout", start_timeout,
                    "seconds to wait for the engines to be ready (default: 30)")
       ->type_name("SECONDS")
-      ->check(CLI::PositiveNumber);
+      ->check(kTimeoutSeconds);
 
   StopOptions stop_opts;
   double stop_timeout = 10;
@@ -126,7 +142,7 @@ int main(int argc, char** argv) try {
       ->add_option("--timeout", stop_timeout,
                    "seconds to wait for the cluster to be gone (default: 10)")
       ->type_name("SECONDS")
-      ->check(CLI::PositiveNumber);
+      ->check(kTimeoutSeconds);
 
   std::string status_name;
   auto* status_cmd =
@@ -150,7 +166,7 @@ int main(int argc, char** argv) try {
       ->add_option("--timeout", run_timeout,
                    "seconds to wait for the engines to be ready (default: 30)")
       ->type_name("SECONDS")
-      ->check(CLI::PositiveNumber);
+      ->check(kTimeoutSeconds);
   run_cmd
       ->add_option("command", run_opts.command,
                    "the program (its main() calls cadre::init first) and its arguments")
@@ -192,11 +208,15 @@ int main(int argc, char** argv) try {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 
-  for (std::string* name : {&start_opts.name, &stop_opts.name, &status_name}) {
-    if (!name->empty()) continue;
+  // Only the command that acts on a cluster needs a name: `cadre list` works whatever $CADRE_CLUSTER says.
+  std::string* const name = *start_cmd ? &start_opts.name
+                            : *stop_cmd ? &stop_opts.name
+                            : *status_cmd ? &status_name
+                                          : nullptr;
+  if (name && name->empty()) {
     try {
       cadre::detail::validate_cluster_name(fallback_name);
-    } catch (const std::invalid_argument& e) {
+    } catch (const cadre::argument_error& e) {
       std::fprintf(stderr, "cadre: $CADRE_CLUSTER: %s\n", e.what());
       return kExitUsage;
     }
@@ -229,7 +249,7 @@ int main(int argc, char** argv) try {
       return run(run_opts);
     }
   } catch (const std::exception& e) {
-    // cadre::error and std::invalid_argument carry messages written for the user.
+    // cadre::error carries messages written for the user.
     std::fprintf(stderr, "cadre %s: %s\n", sub, e.what());
     return kExitFailure;
   }

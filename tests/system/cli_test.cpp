@@ -536,6 +536,125 @@ TEST_F(cli, stop_of_a_run_cluster_terminates_its_program) {
 }
 
 // =============================================================================================
+// Edges of the command line: timeouts, $CADRE_CLUSTER, messages, log folders
+// =============================================================================================
+
+TEST_F(cli, a_timeout_that_is_not_a_sane_number_of_seconds_is_a_usage_error_with_a_short_range) {
+  const std::string n = name();  // in case a start goes through: the teardown stops it
+  for (const std::string cmd : {"start", "stop", "run"}) {
+    for (const std::string t : {"1e300", "nan", "inf", "0.0001", "0", "-1", "86401", "soon"}) {
+      std::vector<std::string> args{cmd, "--timeout", t};
+      if (cmd != "run") args.insert(args.end(), {"--name", n});
+      if (cmd == "run") args.insert(args.end(), {"--", "/bin/true"});
+      const Result r = cadre(args);
+      const std::string what = "cadre " + cmd + " --timeout " + t + "\n" + r.text();
+      EXPECT_EQ(r.code, 2) << what;
+      EXPECT_NE(r.err.find("--timeout"), std::string::npos) << what;
+      EXPECT_NE(r.err.find("0.1 to 86400 seconds"), std::string::npos) << what;
+      EXPECT_LT(r.err.size(), 400u) << "a short message, not the limits of a double\n" << what;
+    }
+  }
+  EXPECT_FALSE(detail::segment_exists(n));
+}
+
+TEST_F(cli, stop_refuses_a_timeout_beyond_a_day_and_leaves_the_cluster_running) {
+  const std::string n = name();
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  const Result huge = cadre({"stop", "--name", n, "--timeout", "1e300"});
+  EXPECT_EQ(huge.code, 2) << huge.text();
+  EXPECT_EQ(huge.err.find("did not stop it within"), std::string::npos) << huge.text();
+  const auto info = detail::inspect_cluster(n);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->condition, detail::ClusterCondition::running);
+  const Result day = cadre({"stop", "--name", n, "--timeout", "86400"});
+  EXPECT_EQ(day.code, 0) << day.text();
+  EXPECT_NE(day.out.find("stopped cluster '" + n + "'"), std::string::npos) << day.text();
+}
+
+TEST_F(cli, stop_cluster_with_the_longest_timeout_stops_the_cluster_instead_of_timing_out) {
+  const std::string n = name();
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  detail::StopReport report;
+  EXPECT_NO_THROW(report = detail::stop_cluster(n, std::chrono::milliseconds::max()));
+  EXPECT_FALSE(report.stale);
+  EXPECT_FALSE(detail::segment_exists(n));
+}
+
+TEST_F(cli, list_works_whatever_cadre_cluster_says) {
+  const Result r = cadre({"list"}, {"CADRE_CLUSTER=no/slashes"});
+  EXPECT_EQ(r.code, 0) << r.text();
+  EXPECT_EQ(r.err, "") << r.text();
+}
+
+TEST_F(cli, a_segment_too_small_for_one_engine_says_engine_not_engines) {
+  const std::string n = name();
+  const Result r = cadre({"start", "-n", "1", "--name", n, "--segment-size", "64K"});
+  EXPECT_EQ(r.code, 1) << r.text();
+  EXPECT_NE(r.err.find("too small for 1 engine:"), std::string::npos) << r.text();
+  EXPECT_EQ(r.err.find("1 engines"), std::string::npos) << r.text();
+}
+
+TEST_F(cli, the_api_and_the_cli_print_the_mode_of_a_segment_file_in_octal) {
+  const std::string n = name();
+  const std::string path = detail::segment_path(n);
+  struct Remove {
+    std::string n;
+    ~Remove() { detail::Segment::remove(n); }
+  } remove{n};
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::fchmod(fd, 0644), 0);
+  ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+  ::close(fd);
+  try {
+    cadre::Client c(n);
+    ADD_FAILURE() << "attached to a segment file of mode 0644";
+  } catch (const cadre::connection_error& e) {
+    EXPECT_NE(std::string(e.what()).find("mode 0644"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("420"), std::string::npos) << "decimal mode\n" << e.what();
+  }
+  const Result status = cadre({"status", "--name", n});
+  EXPECT_NE(status.out.find("mode 0644"), std::string::npos) << status.text();
+  EXPECT_EQ(status.out.find("420"), std::string::npos) << status.text();
+}
+
+TEST_F(cli, a_failed_start_removes_the_log_folder_it_made) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  const Result r =
+      cadre({"start", "-n", "1", "--name", n, "--engine", "/bin/true", "--timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.text();
+  EXPECT_NE(r.err.find("exited during start-up"), std::string::npos) << r.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs << "\n" << r.text();
+}
+
+TEST_F(cli, stop_removes_the_log_folder_of_the_cluster_and_a_failed_start_keeps_a_running_ones) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"));
+  const Result again = cadre({"start", "-n", "1", "--name", n});
+  EXPECT_EQ(again.code, 1) << again.text();
+  EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"))
+      << "a failed start removed the logs of the running cluster\n" << again.text();
+  const Result stopped = cadre({"stop", "--name", n});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs;
+}
+
+TEST_F(cli, stop_of_a_stale_cluster_removes_its_log_folder) {
+  const std::string n = name();
+  const std::string logs = detail::default_log_dir(n);
+  ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
+  const pid_t launcher = detail::inspect_cluster(n)->launcher_pid;
+  ASSERT_EQ(::kill(launcher, SIGKILL), 0);  // the test's own cluster: a crashed launcher
+  ASSERT_TRUE(eventually([&] { return !detail::process_alive(launcher); }));
+  const Result stopped = cadre({"stop", "--name", n});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_FALSE(std::filesystem::exists(logs)) << "left behind: " << logs;
+}
+
+// =============================================================================================
 // admin.hpp helpers
 // =============================================================================================
 
@@ -550,7 +669,7 @@ TEST(admin, parse_byte_size_accepts_binary_suffixes_and_rejects_the_rest) {
   EXPECT_EQ(detail::parse_byte_size("100B"), 100u);
   for (const char* bad :
        {"", "M", "0", "0G", "-1", "1.5G", "12Q", "1 G", "1GG", "99999999999999999999", "20000000T"})
-    EXPECT_THROW((void)detail::parse_byte_size(bad), std::invalid_argument) << "'" << bad << "'";
+    EXPECT_THROW((void)detail::parse_byte_size(bad), cadre::argument_error) << "'" << bad << "'";
 }
 
 TEST(admin, make_log_dir_creates_private_directories_and_refuses_a_symlink) {
@@ -572,7 +691,7 @@ TEST(admin, make_log_dir_creates_private_directories_and_refuses_a_symlink) {
 
 TEST(admin, inspect_cluster_of_an_absent_name_is_empty_and_a_bad_name_throws) {
   EXPECT_FALSE(detail::inspect_cluster(unique_name()));
-  EXPECT_THROW((void)detail::inspect_cluster("a/b"), std::invalid_argument);
+  EXPECT_THROW((void)detail::inspect_cluster("a/b"), cadre::argument_error);
   EXPECT_THROW((void)detail::stop_cluster(unique_name(), 1s), cadre::connection_error);
 }
 

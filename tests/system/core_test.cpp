@@ -669,10 +669,10 @@ TEST(push_pull, names_lists_each_engines_names) {
   EXPECT_EQ(std::find(n[1].begin(), n[1].end(), "pp_n"), n[1].end());
 }
 
-TEST(push_pull, invalid_namespace_names_throw_invalid_argument) {
-  EXPECT_THROW(rc()[0].push("", 1), std::invalid_argument);
-  EXPECT_THROW(rc()[0].push(std::string(129, 'n'), 1), std::invalid_argument);
-  EXPECT_THROW((void)rc()[0].pull<int>(""), std::invalid_argument);
+TEST(push_pull, invalid_namespace_names_throw_argument_error) {
+  EXPECT_THROW(rc()[0].push("", 1), cadre::argument_error);
+  EXPECT_THROW(rc()[0].push(std::string(129, 'n'), 1), cadre::argument_error);
+  EXPECT_THROW((void)rc()[0].pull<int>(""), cadre::argument_error);
   rc()[0].push(std::string(128, 'n'), 1).get();
   EXPECT_EQ(rc()[0].pull<int>(std::string(128, 'n')), 1);
 }
@@ -751,11 +751,11 @@ TEST(namespace_object, allocate_stores_a_writable_array_of_the_given_shape) {
   auto f = ns.allocate<Eigen::Matrix2f>("f", 2, 2);
   f.setIdentity();
   EXPECT_EQ(ns.get<Eigen::Matrix2f>("f"), Eigen::Matrix2f::Identity());
-  EXPECT_THROW((void)ns.allocate<Eigen::Matrix2f>("f", 3, 2), std::invalid_argument);
-  EXPECT_THROW((void)ns.allocate<std::vector<int>>("v", 4, 2), std::invalid_argument);
-  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", std::size_t(1) << 62, 4), std::invalid_argument);
-  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", ~std::size_t(0), 0), std::invalid_argument);
-  EXPECT_THROW((void)(ns.allocate<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, 4, 4>>("b", 5, 1)), std::invalid_argument);
+  EXPECT_THROW((void)ns.allocate<Eigen::Matrix2f>("f", 3, 2), cadre::argument_error);
+  EXPECT_THROW((void)ns.allocate<std::vector<int>>("v", 4, 2), cadre::argument_error);
+  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", std::size_t(1) << 62, 4), cadre::argument_error);
+  EXPECT_THROW((void)ns.allocate<Eigen::MatrixXd>("m", ~std::size_t(0), 0), cadre::argument_error);
+  EXPECT_THROW((void)(ns.allocate<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, 4, 4>>("b", 5, 1)), cadre::argument_error);
   EXPECT_EQ(ns.get<Eigen::MatrixXd>("m"), m) << "a refused allocate leaves the old value";
 }
 
@@ -902,16 +902,60 @@ TEST(cluster, a_second_cluster_with_the_same_name_throws_connection_error) {
   EXPECT_EQ(first.client()[0].apply_sync(twice, 2), 4);
 }
 
-TEST(cluster, invalid_names_throw_invalid_argument) {
+TEST(cluster, invalid_names_throw_argument_error) {
   for (const std::string& bad : {std::string("a/b"), std::string(300, 'x'), std::string(".hidden"), std::string("sp ace")})
-    EXPECT_THROW(cadre::Cluster({.engines = 1, .name = bad}), std::invalid_argument) << bad;
+    EXPECT_THROW(cadre::Cluster({.engines = 1, .name = bad}), cadre::argument_error) << bad;
   for (const std::string& bad : {std::string(""), std::string("a/b"), std::string(300, 'x')})
-    EXPECT_THROW(cadre::Client{bad}, std::invalid_argument) << bad;
+    EXPECT_THROW(cadre::Client{bad}, cadre::argument_error) << bad;
 }
 
-TEST(cluster, engine_counts_out_of_range_throw_invalid_argument) {
-  EXPECT_THROW(cadre::Cluster({.engines = -1, .name = unique_name("neg")}), std::invalid_argument);
-  EXPECT_THROW(cadre::Cluster({.engines = 100000, .name = unique_name("many")}), std::invalid_argument);
+// Every error cadre throws is a cadre::error; a bad cluster name says what is wrong with it and
+// which names are allowed, wherever it comes from.
+TEST(cluster, an_invalid_name_is_a_cadre_error_saying_what_is_wrong_and_which_names_are_allowed) {
+  struct Case {
+    std::string name, wrong;
+  };
+  const std::vector<Case> cases = {{"", "it is empty"},
+                                   {"a/b", "it contains '/'"},
+                                   {std::string(65, 'x'), "it is 65 characters long"},
+                                   {".hidden", "it starts with '.'"},
+                                   {"sp ace", "it contains ' '"},
+                                   {std::string("a\0b", 3), "it contains byte 0x00"}};
+  const std::string allowed = "a cluster name is 1 to 64 characters from A-Z a-z 0-9 _ - .";
+  auto check = [&](const std::string& what, const std::string& wrong, const std::function<void()>& make) {
+    try {
+      make();
+      ADD_FAILURE() << what << ": accepted";
+    } catch (const cadre::error& e) {
+      EXPECT_NE(std::string(e.what()).find(wrong), std::string::npos) << what << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(allowed), std::string::npos) << what << ": " << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": not a cadre::error: " << e.what();
+    }
+  };
+  for (const auto& c : cases) {
+    if (!c.name.empty())  // an empty ClusterOptions::name asks for a unique one
+      check("Cluster '" + c.name + "'", c.wrong, [&] { cadre::Cluster cl({.engines = 1, .name = c.name}); });
+    check("Client '" + c.name + "'", c.wrong, [&] { cadre::Client cl{c.name}; });
+  }
+  struct Env {  // $CADRE_CLUSTER as it was, whatever the test does
+    std::optional<std::string> old;
+    Env() {
+      if (const char* e = std::getenv("CADRE_CLUSTER")) old = e;
+      ::setenv("CADRE_CLUSTER", "no/slashes", 1);
+    }
+    ~Env() { old ? (void)::setenv("CADRE_CLUSTER", old->c_str(), 1) : (void)::unsetenv("CADRE_CLUSTER"); }
+  };
+  {
+    Env env;
+    check("Client() with $CADRE_CLUSTER=no/slashes", "$CADRE_CLUSTER: invalid cluster name 'no/slashes': it contains '/'",
+          [] { cadre::Client cl; });
+  }
+}
+
+TEST(cluster, engine_counts_out_of_range_throw_argument_error) {
+  EXPECT_THROW(cadre::Cluster({.engines = -1, .name = unique_name("neg")}), cadre::argument_error);
+  EXPECT_THROW(cadre::Cluster({.engines = 100000, .name = unique_name("many")}), cadre::argument_error);
 }
 
 // A program whose main() forgets cadre::init() runs main() again in each engine; if those copies could
@@ -939,7 +983,7 @@ TEST(cluster, a_tiny_segment_is_invalid_and_a_huge_one_is_a_capacity_error) {
   try {
     cadre::Cluster c({.engines = 1, .name = tiny, .segment_size = 1024});
     ADD_FAILURE() << "started";
-  } catch (const std::invalid_argument& e) {
+  } catch (const cadre::argument_error& e) {
     EXPECT_NE(std::string(e.what()).find("too small"), std::string::npos) << e.what();
   }
   const std::string huge = unique_name("huge");
@@ -958,7 +1002,7 @@ TEST(cluster, the_minimum_segment_size_a_too_small_error_suggests_is_accepted) {
   std::string msg;
   try {
     cadre::Cluster c({.engines = 1, .name = unique_name("tiny2"), .segment_size = 1024});
-  } catch (const std::invalid_argument& e) {
+  } catch (const cadre::argument_error& e) {
     msg = e.what();
   }
   // The control area of even one engine (rings alone: 8 × 64 KiB) is larger than 256 KiB.
@@ -994,8 +1038,8 @@ TEST(cluster, an_engine_program_that_is_not_an_engine_fails_at_start_up) {
   EXPECT_FALSE(shm_exists(name));
 }
 
-TEST(cluster, an_engine_program_that_cannot_run_throws_invalid_argument) {
-  EXPECT_THROW(cadre::Cluster({.engines = 1, .name = unique_name("noexec"), .engine = "/no/such/engine"}), std::invalid_argument);
+TEST(cluster, an_engine_program_that_cannot_run_throws_argument_error) {
+  EXPECT_THROW(cadre::Cluster({.engines = 1, .name = unique_name("noexec"), .engine = "/no/such/engine"}), cadre::argument_error);
 }
 
 // BUG (cluster.hpp, Cluster::start → stop()): when spawn(i) throws after engines 0..i-1 were spawned,

@@ -569,18 +569,18 @@ TEST_F(data_errors, gather_of_a_name_one_engine_lacks_throws_name_error_for_that
   EXPECT_THROW((void)all().gather<Eigen::MatrixXd>("only_on_012"), cadre::name_error);
 }
 
-TEST_F(data_errors, scatter_or_gather_with_an_invalid_name_throws_invalid_argument) {
+TEST_F(data_errors, scatter_or_gather_with_an_invalid_name_throws_argument_error) {
   const auto v = all();
   for (const std::string& bad : {std::string(), std::string(300, 'n')}) {
     SCOPED_TRACE("name of " + std::to_string(bad.size()) + " bytes");
-    EXPECT_THROW(v.scatter(bad, std::vector<int>{1, 2, 3}), std::invalid_argument);
-    EXPECT_THROW(v.scatter(bad, std::vector<int>{}), std::invalid_argument);
-    EXPECT_THROW(v.scatter(bad, std::vector<std::string>{"a", "b"}), std::invalid_argument);
+    EXPECT_THROW(v.scatter(bad, std::vector<int>{1, 2, 3}), cadre::argument_error);
+    EXPECT_THROW(v.scatter(bad, std::vector<int>{}), cadre::argument_error);
+    EXPECT_THROW(v.scatter(bad, std::vector<std::string>{"a", "b"}), cadre::argument_error);
     EXPECT_THROW(v.scatter(bad, Eigen::MatrixXd(Eigen::MatrixXd::Zero(3, 3))),
-                 std::invalid_argument);
+                 cadre::argument_error);
     const auto sv = rc().make_shared_vector<double>(8);
-    EXPECT_THROW(v.scatter(bad, sv), std::invalid_argument);
-    EXPECT_THROW((void)v.gather<int>(bad), std::invalid_argument);
+    EXPECT_THROW(v.scatter(bad, sv), cadre::argument_error);
+    EXPECT_THROW((void)v.gather<int>(bad), cadre::argument_error);
   }
   // A name of exactly 128 bytes is fine.
   const std::string longest(128, 'k');
@@ -876,11 +876,11 @@ TEST_F(map, zips_several_sequences) {
   EXPECT_TRUE(all().map_sync(add, std::vector<long>{}, std::vector<long>{}).empty());
 }
 
-TEST_F(map, of_sequences_with_different_lengths_throws_invalid_argument) {
+TEST_F(map, of_sequences_with_different_lengths_throws_argument_error) {
   EXPECT_THROW((void)all().map_async(add, std::vector<long>{1, 2, 3}, std::vector<long>{1, 2}),
-               std::invalid_argument);
+               cadre::argument_error);
   EXPECT_THROW((void)all().map_sync(add, std::vector<long>{}, std::vector<long>{1}),
-               std::invalid_argument);
+               cadre::argument_error);
 }
 
 TEST_F(map, async_sends_one_task_per_engine_and_iterates_in_order) {

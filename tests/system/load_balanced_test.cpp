@@ -408,7 +408,7 @@ TEST(load_balanced_view, a_zipped_map_pairs_the_sequences_element_by_element) {
   EXPECT_EQ(lview.map_sync(add, a, b, cadre::MapOptions{.chunksize = 10}), serial);
   auto un = lview.map_async(add, a, b, cadre::MapOptions{.chunksize = 10, .ordered = false}).get(kHang);
   EXPECT_TRUE(std::ranges::is_permutation(un, serial));
-  EXPECT_THROW(lview.map_async(add, a, std::vector<long>(3)), std::invalid_argument);
+  EXPECT_THROW(lview.map_async(add, a, std::vector<long>(3)), cadre::argument_error);
 }
 
 TEST(load_balanced_view, map_calls_take_their_options_as_a_braced_list) {

@@ -409,6 +409,76 @@ TEST(security, a_fifo_planted_under_roots_segment_name_does_not_hang_the_cli) {
   EXPECT_NE(status.output.find("65534"), std::string::npos) << "the message names the owner\n" << status.text();
 }
 
+// `cadre start` and `cadre stop` on another user's FIFO under root's segment name: answered at once
+// (the child is killed at the bound if either waits on it), naming the owner and the file type.
+TEST(security, a_fifo_planted_under_roots_segment_name_hangs_neither_start_nor_stop_nor_a_client) {
+  CADRE_SKIP_UNLESS_ROOT();
+  PublicCli cli;
+  ASSERT_FALSE(cli.exe.empty()) << "no cadre binary in '" << bin_dir() << "' (set CADRE_BIN_DIR)";
+  const std::string name = unique_name("sec");
+  const std::string path = shm_path(name);
+  RemoveOnExit cleanup{name};
+  const ChildResult planted = as_nobody([&] { return ::mkfifo(path.c_str(), 0666) == 0 ? 0 : 1; });
+  ASSERT_TRUE(planted.exited && planted.code == 0) << describe(planted);
+
+  for (const std::string cmd : {"start", "stop"}) {
+    std::vector<std::string> args{cmd, "--name", name};
+    if (cmd == "start") args.insert(args.end(), {"-n", "1", "--engine", bin_dir() + "/cadre-engine"});
+    const CliResult r = run_cli(cli.exe, args, false, 20s);
+    EXPECT_EQ(r.code, 1) << "cadre " << cmd << " hung on the FIFO or did not refuse it\n" << r.text();
+    EXPECT_NE(r.output.find("uid 65534"), std::string::npos) << "cadre " << cmd << "\n" << r.text();
+    EXPECT_NE(r.output.find("a FIFO"), std::string::npos) << "cadre " << cmd << "\n" << r.text();
+  }
+  const ChildResult attach = run_in_child([&] { return try_client(name); }, 20s);
+  EXPECT_TRUE(attach.exited && attach.code == kRefused) << describe(attach);
+  const auto after = stat_of(path);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(S_ISFIFO(after->st_mode)) << "cadre replaced the other user's FIFO";
+  fs::remove_all("/tmp/cadre-0/" + name);
+}
+
+// Another user took root's cluster name first. Nothing root runs may suggest `cadre stop` (which
+// refuses such a file): the messages name the owner, say cadre will not touch the file, and give
+// the ways out — another --name, or root removing that exact path.
+TEST(security, a_name_squatted_by_another_user_is_reported_with_its_owner_and_the_ways_out) {
+  CADRE_SKIP_UNLESS_ROOT();
+  PublicCli cli;
+  ASSERT_FALSE(cli.exe.empty()) << "no cadre binary in '" << bin_dir() << "' (set CADRE_BIN_DIR)";
+  const std::string name = unique_name("sec");
+  const std::string path = shm_path(name);
+  RemoveOnExit cleanup{name};
+  const ChildResult planted = as_nobody([&] { return make_segment_file(path, 0644, 4096) ? 0 : 1; });
+  ASSERT_TRUE(planted.exited && planted.code == 0) << describe(planted);
+  const auto before = stat_of(path);
+  ASSERT_TRUE(before);
+
+  for (const std::string cmd : {"start", "stop", "status"}) {
+    std::vector<std::string> args{cmd, "--name", name};
+    if (cmd == "start") args.insert(args.end(), {"-n", "1", "--engine", bin_dir() + "/cadre-engine"});
+    const CliResult r = run_cli(cli.exe, args, false, 20s);
+    const std::string what = "cadre " + cmd + "\n" + r.text();
+    EXPECT_EQ(r.code, cmd == "status" ? 0 : 1) << what;
+    EXPECT_NE(r.output.find(path + " belongs to uid 65534"), std::string::npos) << what;
+    EXPECT_NE(r.output.find("cadre will not touch it"), std::string::npos) << what;
+    EXPECT_NE(r.output.find("--name"), std::string::npos) << what;
+    EXPECT_NE(r.output.find("as root, remove that exact path: rm " + path), std::string::npos) << what;
+    EXPECT_EQ(r.output.find("`cadre stop"), std::string::npos) << "suggests what cannot work\n" << what;
+  }
+  // The library's Cluster says the same in its own words.
+  try {
+    cadre::Cluster cluster({.engines = 1, .name = name});
+    ADD_FAILURE() << "a cluster started under a name another user holds";
+  } catch (const cadre::connection_error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to uid 65534"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("`cadre stop"), std::string::npos) << e.what();
+  }
+  const auto after = stat_of(path);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->st_ino, before->st_ino) << "cadre replaced the other user's file";
+  EXPECT_EQ(after->st_uid, kNobody);
+  fs::remove_all("/tmp/cadre-0/" + name);
+}
+
 // Segment::create removes a foreign file of its name, then creates its own. If the other user puts
 // a new file there in between, the second exclusive create fails: that must be a connection_error too.
 TEST(security, a_file_planted_again_and_again_under_roots_segment_name_gives_success_or_connection_error) {

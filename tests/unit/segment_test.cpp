@@ -155,19 +155,19 @@ TEST(segment, opening_a_segment_with_an_inconsistent_header_is_refused) {
   EXPECT_THROW((void)cd::Segment::open(t.name), cadre::connection_error);
 }
 
-TEST(segment, bad_configurations_throw_invalid_argument) {
+TEST(segment, bad_configurations_throw_argument_error) {
   cd::SegmentConfig cfg;
   cfg.cluster = unique_name("badcfg");
   cfg.engines = 0;
-  EXPECT_THROW((void)cd::Segment::create(cfg), std::invalid_argument);
+  EXPECT_THROW((void)cd::Segment::create(cfg), cadre::argument_error);
   cfg.engines = cd::kMaxEngines + 1;
-  EXPECT_THROW((void)cd::Segment::create(cfg), std::invalid_argument);
+  EXPECT_THROW((void)cd::Segment::create(cfg), cadre::argument_error);
   cfg.engines = 1;
   cfg.size = 1024;
-  EXPECT_THROW((void)cd::Segment::create(cfg), std::invalid_argument);
+  EXPECT_THROW((void)cd::Segment::create(cfg), cadre::argument_error);
   cfg.cluster = "bad/name";
   cfg.size = 16 << 20;
-  EXPECT_THROW((void)cd::Segment::create(cfg), std::invalid_argument);
+  EXPECT_THROW((void)cd::Segment::create(cfg), cadre::argument_error);
   EXPECT_FALSE(shm_exists(cfg.cluster));
 }
 
@@ -177,7 +177,7 @@ TEST(segment, validate_cluster_name_accepts_1_to_64_safe_characters) {
   EXPECT_NO_THROW(cd::validate_cluster_name(std::string(64, 'x')));
   for (const std::string& bad : {std::string(), std::string(65, 'x'), std::string("a/b"), std::string(".a"), std::string("a b"),
                                 std::string("a\0b", 3), std::string("é")})
-    EXPECT_THROW(cd::validate_cluster_name(bad), std::invalid_argument) << bad;
+    EXPECT_THROW(cd::validate_cluster_name(bad), cadre::argument_error) << bad;
 }
 
 TEST(segment, alloc_block_gives_aligned_blocks_of_at_least_the_size_asked) {

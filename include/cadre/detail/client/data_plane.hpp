@@ -158,8 +158,8 @@ std::vector<Task> scatter_shared(const Targets& view, std::string_view name, con
   Transport& t = core.transport();
   const SharedRegion& region = *v.region();
   if (region.memory_identity() != t.memory_identity())
-    throw std::invalid_argument("scatter of '" + std::string(name) + "': this SharedVector belongs to another " +
-                                region.describe() + "; make it with this cluster's Client::make_shared_vector");
+    throw argument_error("scatter of '" + std::string(name) + "': this SharedVector belongs to another " + region.describe() +
+                         "; make it with this cluster's Client::make_shared_vector");
   const auto& ids = view.ids();
   std::vector<Task> tasks;
   std::vector<std::byte> buf;

@@ -18,11 +18,12 @@
 
 namespace cadre::detail {
 
-/// Checks a namespace name: 1 to 128 bytes.
+/// Checks a namespace name: 1 to 128 bytes. Throws argument_error.
 inline void check_name(std::string_view name) {
   if (name.empty() || name.size() > 128)
-    throw std::invalid_argument("invalid namespace name '" + std::string(name.substr(0, 40)) + (name.size() > 40 ? "..." : "") +
-                                "': names are 1 to 128 bytes long");
+    throw argument_error("invalid namespace name '" + std::string(name.substr(0, 40)) + (name.size() > 40 ? "..." : "") + "': " +
+                         (name.empty() ? std::string("it is empty") : "it is " + std::to_string(name.size()) + " bytes long") +
+                         "; names are 1 to 128 bytes long");
 }
 
 /// Refuses to send a lambda or function object to engines that run another program: its code is not

@@ -110,7 +110,7 @@ class Launcher {
                   "tried to start a cluster of its own; call cadre::init(argc, argv) at the start of main()");
     }
     if (opts_.engines < 0 || opts_.engines > int(kMaxEngines))
-      throw std::invalid_argument("engine count " + std::to_string(opts_.engines) + " is out of range: use 1 to " +
+      throw argument_error("engine count " + std::to_string(opts_.engines) + " is out of range: use 1 to " +
                                   std::to_string(kMaxEngines) + " (or 0 for one per CPU)");
     const int n = opts_.engines ? opts_.engines : int(usable_cpus());
     static std::atomic<int> counter{0};
@@ -133,7 +133,8 @@ class Launcher {
     } else {
       path_ = opts_.engine;
       if (::access(path_.c_str(), X_OK) != 0)
-        throw std::invalid_argument("engine executable '" + path_ + "' cannot be run: " + std::strerror(errno));
+        throw argument_error("engine executable '" + path_ + "' cannot be run: " + std::strerror(errno) +
+                             "; give the path of a program whose main() calls cadre::init(argc, argv) first");
       id = build_id_of_file(path_);
     }
     cfg.engine_path = path_;

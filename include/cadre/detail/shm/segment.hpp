@@ -45,12 +45,25 @@ inline std::string format_bytes(std::uint64_t b) {
   return buf;
 }
 
-/// Throws std::invalid_argument unless name is 1..64 characters of [A-Za-z0-9_.-].
+/// Throws argument_error unless name is 1..64 characters of [A-Za-z0-9_.-], not starting with '.';
+/// the message says what is wrong with the name and which names are allowed.
 inline void validate_cluster_name(std::string_view name) {
   auto ok = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; };
-  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), ok) || name[0] == '.')
-    throw std::invalid_argument("invalid cluster name '" + std::string(name.substr(0, 80)) +
-                                "': use 1 to 64 characters from A-Z a-z 0-9 _ - . (not starting with '.')");
+  auto shown = [](unsigned char c) {  // a character as a message can show it
+    char buf[16];
+    std::snprintf(buf, sizeof buf, std::isprint(c) ? "'%c'" : "byte 0x%02x", c);
+    return std::string(buf);
+  };
+  std::string why;
+  if (name.empty()) why = "it is empty";
+  else if (name.size() > 64) why = "it is " + std::to_string(name.size()) + " characters long";
+  else if (const auto bad = std::find_if_not(name.begin(), name.end(), ok); bad != name.end()) why = "it contains " + shown(*bad);
+  else if (name[0] == '.') why = "it starts with '.'";
+  else return;
+  std::string quoted;
+  for (unsigned char c : name.substr(0, 80)) quoted += std::isprint(c) ? std::string(1, char(c)) : "?";
+  throw argument_error("invalid cluster name '" + quoted + (name.size() > 80 ? "...'" : "'") + ": " + why +
+                       "; a cluster name is 1 to 64 characters from A-Z a-z 0-9 _ - . and does not start with '.'");
 }
 
 /// The /dev/shm name of a cluster's segment: per user, so two users' clusters never meet.
@@ -66,6 +79,31 @@ inline std::string damaged_segment_message(std::string_view cluster, std::string
   return "the shared memory of cluster '" + std::string(cluster) + "' is corrupted or is not a cadre segment (" + std::string(why) +
          "); nothing in it can be trusted any more: stop the cluster with `cadre stop --name " + std::string(cluster) +
          "` (or let its launcher stop it) and start it again";
+}
+
+/// Whether a file (as lstat sees it) may be a segment of this user: a regular file this user owns,
+/// with no access for group or others (cadre makes them 0600). cadre opens, maps and removes no other.
+inline bool is_private_segment_file(const struct stat& st) noexcept {
+  return S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && (st.st_mode & 077) == 0;
+}
+
+/// Why the file at `path` (not a private segment file) is left alone, and the ways out, `other_name`
+/// first: "/dev/shm/cadre-0-x belongs to uid 65534 (a FIFO, mode 0644), not to this user (uid 0), so
+/// cadre will not touch it; <other_name>, or, as root, remove that exact path: rm /dev/shm/cadre-0-x".
+inline std::string unusable_segment_file(const std::string& path, const struct stat& st, std::string_view other_name) {
+  const mode_t t = st.st_mode & S_IFMT;
+  const char* kind = t == S_IFREG ? "a regular file" : t == S_IFIFO ? "a FIFO" : t == S_IFLNK ? "a symbolic link"
+                     : t == S_IFDIR ? "a directory" : t == S_IFSOCK ? "a socket" : "a device";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  const std::string what = std::string("(") + kind + ", mode " + mode + ")";
+  const std::string me = "uid " + std::to_string(::geteuid());
+  if (st.st_uid != ::geteuid())
+    return path + " belongs to uid " + std::to_string(st.st_uid) + " " + what + ", not to this user (" + me +
+           "), so cadre will not touch it; " + std::string(other_name) + ", or, as root, remove that exact path: rm " + path;
+  return path + " is this user's (" + me + ") but is " + kind + " of mode " + mode +
+         ", not a regular file of mode 0600 as cadre makes, so cadre will not touch it; " + std::string(other_name) +
+         ", or remove that exact path: rm " + path;
 }
 
 struct SegmentConfig {
@@ -89,13 +127,13 @@ class Segment {
   static Segment create(const SegmentConfig& cfg) {
     validate_cluster_name(cfg.cluster);
     if (cfg.engines == 0 || cfg.engines > kMaxEngines)
-      throw std::invalid_argument("engine count " + std::to_string(cfg.engines) + " is out of range: use 1 to " +
-                                  std::to_string(kMaxEngines));
+      throw argument_error("engine count " + std::to_string(cfg.engines) + " is out of range: use 1 to " +
+                           std::to_string(kMaxEngines));
     const Map m = layout(cfg.engines, cfg.size);
     if (m.heap_pages < 4)
-      throw std::invalid_argument("segment size " + format_bytes(cfg.size) + " is too small for " +
-                                  std::to_string(cfg.engines) + " engines: use at least " +
-                                  format_bytes(min_size(cfg.engines)));
+      throw argument_error("segment size " + format_bytes(cfg.size) + " is too small for " + std::to_string(cfg.engines) +
+                           (cfg.engines == 1 ? " engine" : " engines") + ": use at least " +
+                           format_bytes(min_size(cfg.engines)));
     check_fits_in_memory(cfg.size);
     const std::string name = shm_name(cfg.cluster);
     Segment s;
@@ -107,11 +145,14 @@ class Segment {
       } catch (const bip::interprocess_exception& e) {
         if (e.get_error_code() != bip::already_exists_error)
           throw connection_error("cannot create /dev/shm/" + name + " for cluster '" + cfg.cluster + "': " + e.what());
+        const std::string path = segment_path(cfg.cluster);
+        if (struct stat st{}; ::lstat(path.c_str(), &st) == 0 && !is_private_segment_file(st))
+          throw connection_error("cannot create the segment of cluster '" + cfg.cluster + "': " +
+                                 unusable_segment_file(path, st, "choose another cluster name"));
         // A second "already exists" means someone re-created the name since we removed a stale one.
         if (attempt > 0 || !remove_if_stale(cfg.cluster))
-          throw connection_error("a cluster named '" + cfg.cluster + "' is already running (or /dev/shm/" + name +
-                                 " belongs to someone else); stop it with `cadre stop --name " + cfg.cluster +
-                                 "` or choose another name");
+          throw connection_error("a cluster named '" + cfg.cluster + "' is already running; stop it with `cadre stop --name " +
+                                 cfg.cluster + "` or choose another name");
       }
     }
     try {
@@ -144,6 +185,11 @@ class Segment {
   static Segment open(std::string_view cluster, std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) {
     validate_cluster_name(cluster);
     const std::string name = shm_name(cluster);
+    const std::string path = segment_path(cluster);
+    // Type and owner before any open: another user's FIFO or file under this name is left alone.
+    if (struct stat st{}; ::lstat(path.c_str(), &st) == 0 && !is_private_segment_file(st))
+      throw connection_error("cannot connect to cluster '" + std::string(cluster) + "': " +
+                             unusable_segment_file(path, st, "connect to a cluster of another name"));
     Segment s;
     s.name_ = std::string(cluster);
     try {
@@ -156,9 +202,9 @@ class Segment {
     const auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
       if (::fstat(s.fd(), &st) != 0) throw connection_error("cannot stat segment " + name + ": " + std::strerror(errno));
-      if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)
-        throw connection_error("segment /dev/shm/" + name + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
-                               std::to_string(st.st_mode & 0777) + "; refusing to attach to a segment this user does not own exclusively");
+      if (!is_private_segment_file(st))
+        throw connection_error("cannot connect to cluster '" + std::string(cluster) + "': " +
+                               unusable_segment_file(path, st, "connect to a cluster of another name"));
       if (std::uint64_t(st.st_size) >= sizeof(SegmentHeader)) {
         if (!s.base_) {
           s.region_ = bip::mapped_region(s.shm_, bip::read_write);
@@ -221,7 +267,7 @@ class Segment {
   static bool remove_if_stale(std::string_view cluster) {
     // Never another user's file, even as root (who may unlink anything in /dev/shm despite its sticky bit).
     struct stat st{};
-    if (::stat(segment_path(cluster).c_str(), &st) == 0 && st.st_uid != ::geteuid()) return false;
+    if (::lstat(segment_path(cluster).c_str(), &st) == 0 && !is_private_segment_file(st)) return false;
     pid_t creator = 0;
     try {
       Segment s = open(cluster, std::chrono::milliseconds(200));
