@@ -43,6 +43,23 @@ std::vector<double> halves(int n) {
   return v;
 }
 void nothing(int) {}
+/// On an engine: waits until the file `gate` exists or its directory is gone (at most 30 s), then returns x.
+int x_once_open(int x, const std::string& gate) {
+  const std::string dir = gate.substr(0, gate.rfind('/'));
+  for (int i = 0; i < 15000 && ::access(gate.c_str(), F_OK) != 0 && ::access(dir.c_str(), F_OK) == 0; ++i) ::usleep(2000);
+  return x;
+}
+
+/// Creates the file `path` (a gate for x_once_open) when asked, and at the latest when it goes out of scope.
+struct Gate {
+  ScratchDir dir;
+  std::string path = dir.path + "/open";
+  void open() const {
+    if (std::FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
+  }
+  ~Gate() { open(); }
+};
+
 int sleep_ms(int ms) {
   ::usleep(useconds_t(ms) * 1000);
   return ms;
@@ -270,6 +287,7 @@ TEST(direct_view, apply_ships_trivially_copyable_captures_by_value) {
   auto f = [i, d, pod](int x) { return std::to_string(x + i) + "/" + std::to_string(d + pod.b) + "/" + pod.c + std::to_string(pod.a); };
   i = 1000;  // the lambda holds its own copy
   const std::vector<std::string> out = rc()[cadre::all].apply_sync(f, 1);
+  ASSERT_EQ(out.size(), 4u);
   for (const auto& s : out) EXPECT_EQ(s, "8/1.750000/pod3");
 }
 
@@ -337,6 +355,7 @@ TEST(direct_view, apply_takes_and_returns_eigen_matrices) {
   small << 1, 2, 3, 4, 5, 6;
   auto transpose_twice = [](const Eigen::MatrixXd& m) -> Eigen::MatrixXd { return 2 * m.transpose(); };
   const std::vector<Eigen::MatrixXd> out = rc()[cadre::all].apply_sync(transpose_twice, small);
+  ASSERT_EQ(out.size(), 4u);
   for (const auto& r : out) EXPECT_TRUE(r.isApprox(2 * small.transpose())) << r;
   const Eigen::MatrixXd big = Eigen::MatrixXd::Random(300, 200);  // 480 KB: travels outside the ring slots
   EXPECT_TRUE(rc()[1].apply_sync(transpose_twice, big).isApprox(2 * big.transpose()));
@@ -413,28 +432,32 @@ TEST(async_result, ready_wait_successful_and_get_may_be_called_several_times) {
   EXPECT_EQ(ar.size(), 2u);
 }
 
-TEST(async_result, get_with_a_timeout_throws_timeout_error_while_the_task_sleeps) {
-  cadre::AsyncResult<int> ar = rc()[0].apply_async(sleep_ms, 400);
+// The task waits for a gate the test opens only after its checks: it cannot finish in between.
+TEST(async_result, get_with_a_timeout_throws_timeout_error_while_the_task_runs) {
+  const Gate gate;
+  cadre::AsyncResult<int> ar = rc()[0].apply_async(x_once_open, 400, gate.path);
+  const auto t0 = std::chrono::steady_clock::now();  // after the submission
   EXPECT_THROW(ar.get(10ms), cadre::timeout_error);
   EXPECT_FALSE(ar.ready());
   EXPECT_FALSE(ar.wait_for(1ms));
   EXPECT_THROW((void)ar.successful(), cadre::error);  // not ready yet
-  EXPECT_EQ(ar.get(30s), 400);                      // the task went on
-  EXPECT_GE(ar.elapsed(), 0.39);
+  const double held = seconds_since(t0);
+  gate.open();
+  EXPECT_EQ(ar.get(30s), 400);  // the task went on
+  EXPECT_GE(ar.elapsed(), held);
 }
 
 TEST(async_result, timeout_error_says_how_many_tasks_are_done) {
-  auto ar = rc()[cadre::all].apply_async([](int ms) {
-    if (cadre::this_engine::id() == 3) ::usleep(useconds_t(ms) * 1000);
-    return 0;
-  }, 300);
+  const Gate gate;  // engine 3 waits for it: its task cannot finish before the gate opens
+  auto ar = rc()[cadre::all].apply_async([](const std::string& g) { return cadre::this_engine::id() == 3 ? x_once_open(0, g) : 0; }, gate.path);
   try {
-    rc()[slice{0, 3}].apply_sync(twice, 1);  // engines 0..2 are free
+    rc()[slice{0, 3}].apply_sync(twice, 1);  // engines 0..2 are free: their tasks of ar are done
     ar.get(1ms);
     ADD_FAILURE() << "no timeout";
   } catch (const cadre::timeout_error& e) {
-    EXPECT_NE(std::string(e.what()).find("of 4 tasks done"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("3 of 4 tasks done"), std::string::npos) << e.what();
   }
+  gate.open();
   EXPECT_EQ(ar.get(), std::vector<int>(4, 0));
 }
 
@@ -554,8 +577,11 @@ TEST(push_pull, eigen_matrices_round_trip) {
   cadre::DirectView all = rc()[cadre::all];
   all.push("pp_m", m).get();
   all.push("pp_mbig", big).get();
-  for (const auto& r : all.pull<Eigen::MatrixXd>("pp_m")) EXPECT_EQ(r, m);
-  for (const auto& r : all.pull<Eigen::MatrixXd>("pp_mbig")) EXPECT_EQ(r, big);
+  const auto small_back = all.pull<Eigen::MatrixXd>("pp_m"), big_back = all.pull<Eigen::MatrixXd>("pp_mbig");
+  ASSERT_EQ(small_back.size(), 4u);
+  ASSERT_EQ(big_back.size(), 4u);
+  for (const auto& r : small_back) EXPECT_EQ(r, m);
+  for (const auto& r : big_back) EXPECT_EQ(r, big);
   EXPECT_DOUBLE_EQ(rc()[1].apply_sync([](cadre::Namespace& ns) { return ns.view<Eigen::MatrixXd>("pp_mbig")(499, 299); }), big(499, 299));
   all.erase("pp_mbig").get();
 }
@@ -696,7 +722,9 @@ TEST(push_pull, large_values_give_their_pages_back_when_erased_and_read) {
   const std::uint64_t before = seg.used_bytes();
   all.push("pp_pages", std::vector<char>(3 << 20, 'p')).get();
   EXPECT_GE(seg.used_bytes(), before + 4 * (3u << 20));
-  for (const auto& v : all.pull<std::vector<char>>("pp_pages")) EXPECT_EQ(v.size(), 3u << 20);
+  const auto pages = all.pull<std::vector<char>>("pp_pages");
+  ASSERT_EQ(pages.size(), 4u);
+  for (const auto& v : pages) EXPECT_EQ(v.size(), 3u << 20);
   (void)all.apply_sync([](const std::vector<char>& v) { return v; }, std::vector<char>(1 << 20, 'a'));
   all.erase("pp_pages").get();
   EXPECT_TRUE(wait_until([&] { return seg.used_bytes() == before; }, 5s)) << seg.used_bytes() << " vs " << before;
@@ -766,6 +794,8 @@ TEST(push_pull, a_result_allocated_in_the_segment_is_gathered_from_where_the_eng
     c.setConstant(double(ns.engine_id()));
     return std::vector<long>{long(in_a_mapped_segment(c.data())), long(cadre::detail::NamespaceAccess::locate(ns, "pp_alloc").block != 0)};
   });
+  ASSERT_EQ(all.size(), 4u);
+  ASSERT_EQ(where.size(), 4u);
   for (const auto& w : where) EXPECT_EQ(w, (std::vector<long>{1, 1}));
   const Eigen::MatrixXd g = all.gather<Eigen::MatrixXd>("pp_alloc");
   ASSERT_EQ(g.rows(), 300 * Eigen::Index(all.size()));
@@ -774,7 +804,9 @@ TEST(push_pull, a_result_allocated_in_the_segment_is_gathered_from_where_the_eng
   // A large push is written straight into each engine's block: the same value arrives everywhere.
   const Eigen::MatrixXd big = Eigen::MatrixXd::Random(500, 300);
   all.push("pp_big", big).get();
-  for (const auto& m : all.pull<Eigen::MatrixXd>("pp_big")) EXPECT_EQ(m, big);
+  const auto big_back = all.pull<Eigen::MatrixXd>("pp_big");
+  ASSERT_EQ(big_back.size(), 4u);
+  for (const auto& m : big_back) EXPECT_EQ(m, big);
   const std::array<double, 20000> arr{1.5, 2.5};
   all.push("pp_arr", arr).get();
   EXPECT_EQ((rc()[2].pull<std::array<double, 20000>>("pp_arr")), arr);

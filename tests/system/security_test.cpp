@@ -41,9 +41,12 @@ namespace fs = std::filesystem;
 
 constexpr uid_t kNobody = 65534;
 
-#define CADRE_SKIP_UNLESS_ROOT()                                                                  \
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (as CI runs): it acts as uid 65534 in a child" \
-                                        " process to play another user"
+// Says what goes unchecked: the test's own sentence.
+#define CADRE_SKIP_UNLESS_ROOT()                                                                          \
+  if (::geteuid() != 0)                                                                                    \
+  GTEST_SKIP() << "needs root: \"" << ::testing::UnitTest::GetInstance()->current_test_info()->name()    \
+               << "\" is not checked; it plays another user as uid 65534 in a child process, which only " \
+                  "root may become (CI runs as root)"
 
 // =============================================================================================
 // Helpers: another user, the CLI, segment files made by hand

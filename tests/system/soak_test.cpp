@@ -61,7 +61,7 @@ auto timed(Figures& f, const char* what, Call&& call) {
 
 class soak : public ::testing::TestWithParam<int> {};
 
-TEST_P(soak, mixed_operations_give_right_results_without_slow_waits_or_memory_growth) {
+TEST_P(soak, mixed_operations_give_right_results_without_hangs_or_memory_growth) {
   const int n = GetParam();
   const double duration = soak_seconds();
   const double warm_up = std::min(5.0, 0.2 * duration);
@@ -132,7 +132,8 @@ TEST_P(soak, mixed_operations_give_right_results_without_slow_waits_or_memory_gr
               n, f.seconds, warm_up, double(f.ops) / f.seconds, f.max_wait * 1e3, f.max_wait_op.c_str(), mib(f.segment_warm),
               mib(f.segment_end), mib(f.rss_warm), mib(f.rss_end));
   std::fflush(stdout);
-  EXPECT_LT(f.max_wait, 1.0) << f.max_wait_op << ": a wait this long means a lost wake-up";
+  // The longest wait is reported, not judged: on a shared machine it measures the scheduler. A hang
+  // fails its get() (kHang); a lost wake-up is checked by doorbell.no_wake_up_is_lost_* in tests/unit/.
   EXPECT_LE(f.segment_end, f.segment_warm + (1u << 20)) << "the segment grows";
   EXPECT_LE(f.rss_end, f.rss_warm + (32u << 20)) << "the client's memory grows";
 }

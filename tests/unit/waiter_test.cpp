@@ -64,35 +64,45 @@ TEST(doorbell, going_to_sleep_again_rearms_the_bell) {
 }
 
 TEST(doorbell, no_wake_up_is_lost_between_a_producer_and_a_sleeping_consumer) {
-  // The consumer never spins, so it sleeps on the futex between almost every item; the producer
-  // publishes one item at a time and rings. A lost wake-up would leave the consumer asleep for the
-  // whole 5 s timeout with an item published.
+  // The consumer never spins, so it sleeps on the futex before almost every item. The producer
+  // publishes one item, rings once, and waits for the consumer to acknowledge it before the next: no
+  // later ring can rescue a lost wake-up. The consumer sleeps up to 60 s, the producer waits 5 s for
+  // the acknowledgement (a woken thread answers in microseconds, a loaded machine in milliseconds): an
+  // item not acknowledged by then sits published next to a sleeping consumer, a lost wake-up. It is
+  // counted, and the producer rings again so that the test goes on.
   Bell b;
-  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> published{0}, acknowledged{0};
   constexpr std::uint64_t kItems = 20'000;
-  constexpr std::uint64_t kTimeoutNs = 5'000'000'000u;
-  std::uint64_t lost = 0;
+  constexpr std::uint64_t kSleepNs = 60'000'000'000u;
+  constexpr std::uint64_t kAckNs = 5'000'000'000u;
   std::thread consumer([&] {
     cd::RunnableToken no_spin;
     for (std::uint64_t seen = 0; seen < kItems;) {
-      // wait_for may return early without the item (a wake-up meant for an item already seen); only
-      // sleeping out the whole timeout with the item published is a lost wake-up.
-      const std::uint64_t start = cd::now_ns();
-      const bool ready = cd::wait_for(b.doorbell(), no_spin, [&] { return published.load(std::memory_order_acquire) > seen; },
-                                      kTimeoutNs);
-      if (!ready && cd::now_ns() - start >= kTimeoutNs) ++lost;
+      // wait_for may return early without the item (a wake-up meant for an item already seen): wait again.
+      if (!cd::wait_for(b.doorbell(), no_spin, [&] { return published.load(std::memory_order_acquire) > seen; }, kSleepNs)) continue;
       seen = published.load(std::memory_order_acquire);
+      acknowledged.store(seen, std::memory_order_release);
     }
   });
+  std::uint64_t lost = 0, first_lost = 0;
   for (std::uint64_t i = 1; i <= kItems; ++i) {
     // Every other item goes to a consumer that is (about to be) asleep: the path a lost wake-up takes.
     if (i % 2 == 0)
       for (const std::uint64_t until = cd::now_ns() + 1'000'000; b.sleepers.load() == 0 && cd::now_ns() < until;) std::this_thread::yield();
     published.store(i, std::memory_order_release);
     b.doorbell().ring();
+    const std::uint64_t deadline = cd::now_ns() + kAckNs;
+    while (acknowledged.load(std::memory_order_acquire) < i && cd::now_ns() < deadline) std::this_thread::yield();
+    if (acknowledged.load(std::memory_order_acquire) < i) {
+      if (!lost++) first_lost = i;
+      while (acknowledged.load(std::memory_order_acquire) < i) {  // rescue it, to finish the test
+        b.doorbell().ring();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
   }
   consumer.join();
-  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(lost, 0u) << "the first lost wake-up was item " << first_lost << " of " << kItems;
 }
 
 }  // namespace
