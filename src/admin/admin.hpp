@@ -218,7 +218,9 @@ inline std::string remove_cluster_logs(std::string_view cluster, const std::stri
   std::sort(logs.begin(), logs.end());
   std::string notes;
   for (const auto& n : logs) {
-    const std::string path = dir + "/" + n;
+    std::string path = dir;
+    path += '/';
+    path += n;
     if (message.find(path) != std::string_view::npos) notes += quote_removed_log(::dirfd(d), n, path);
     ::unlinkat(::dirfd(d), n.c_str(), 0);
   }

@@ -751,7 +751,8 @@ TEST(load_balanced_view, abort_of_a_queued_task_stops_it_from_ever_running) {
   EXPECT_EQ(times_marked(f.rc, tags[3]), 0) << "an aborted task ran";
 }
 
-// Since 94de2c8, abort() interrupts a running task too (SIGUSR2; the engine jumps out and serves on).
+// abort() interrupts a running task too (SIGUSR2; the engine jumps out and serves on).
+
 TEST(load_balanced_view, abort_of_a_running_task_interrupts_it_and_the_engine_serves_on) {
   Fixture f(1);
   auto lview = f.rc.load_balanced_view();
@@ -826,6 +827,43 @@ TEST(client, abort_aborts_every_unfinished_task_of_the_client_direct_and_load_ba
   EXPECT_EQ(times_marked(f.rc, direct_tag), 0);
   EXPECT_EQ(times_marked(f.rc, balanced_tag), 0);
   EXPECT_EQ(lview.apply_sync(twice, 3), 6);
+}
+
+/// Spins for `ms` milliseconds; one function per N, so that each first call makes the engine resolve it.
+template <int N>
+int spin_ms(int ms) {
+  return busy_ms(ms) + N;
+}
+
+/// Sends spin_ms<N>(2000) for each N through `view` and aborts it the moment the engine is seen
+/// running it; each must end aborted and the engine serve the next call.
+template <class View, int... N>
+void abort_each_as_it_starts(Fixture& f, View& view, std::integer_sequence<int, N...>) {
+  auto one = [&](auto run) {
+    auto r = view.apply_async(run, 2000);
+    while (!f.rc.queue_status()[0].running && !r.ready()) {
+    }
+    (void)r.abort();
+    EXPECT_THROW(r.get(kHang), cadre::aborted_error) << "an abort as the task started was lost";
+    EXPECT_EQ(f.rc[0].apply_sync(twice, 4), 8) << "the engine serves on after an abort as it started a task";
+  };
+  (one(spin_ms<N>), ...);
+}
+
+// The abort lands as soon as the engine is seen running the task: often while it still resolves the
+// function (under a lock) or fills its call cache, where a jump out would leave that lock held and
+// the engine stuck. The jump is armed around the call itself only, and an interrupt that came before
+// stops the task before its call.
+TEST(direct_view, an_abort_as_the_engine_starts_a_task_is_kept_and_never_leaves_the_engine_unable_to_serve) {
+  Fixture f(1);
+  auto e0 = f.rc[0];
+  abort_each_as_it_starts(f, e0, std::make_integer_sequence<int, 16>{});
+}
+
+TEST(load_balanced_view, an_abort_as_the_engine_starts_a_task_is_kept_and_never_leaves_the_engine_unable_to_serve) {
+  Fixture f(1);
+  auto lview = f.rc.load_balanced_view();
+  abort_each_as_it_starts(f, lview, std::make_integer_sequence<int, 16>{});
 }
 
 /// Allocates and frees strings for `ms` milliseconds: almost always inside malloc or free.

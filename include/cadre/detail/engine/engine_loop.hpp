@@ -132,6 +132,7 @@ class Engine {
     me_.completing.store(0, std::memory_order_relaxed);  // an earlier incarnation may have died posting
     install_crash_handlers(me_.crash, sizeof me_.crash, capture_.original_stderr());
     find_program_text(interrupt_state());
+    interrupt_state().slot = &me_;
     struct sigaction sa{};
     sa.sa_sigaction = &Engine::on_interrupt;
     sa.sa_flags = SA_SIGINFO;
@@ -308,6 +309,7 @@ class Engine {
     Reply reply;
     const std::uint64_t started = task_now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
+    interrupt_state().missed = 0;  // before current_task: an interrupt for this task comes after
     // seq_cst, then the record's status: pairs with a client's RingProducer::cancel, then interrupt().
     me_.current_task.store(h.task_id, std::memory_order_seq_cst);
     bool block_consumed = false;
@@ -441,16 +443,17 @@ class Engine {
     }
   }
 
-  /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
-  /// out of the user's function skips its destructors: what it held is leaked, as with any
-  /// interrupted computation; the engine itself is in a clean state and serves on.
   /// Whether the client cancelled this command record (RingProducer::cancel).
   static bool cancelled(const RingSlot& slot) noexcept {
     return slot.status.load(std::memory_order_seq_cst) == std::uint32_t(Status::aborted);
   }
 
-  /// Runs an apply that abort() can interrupt. `command`: its record in a command ring, whose cancel
-  /// mark is checked once the jump is armed, since an interrupt signal that came before was ignored.
+  /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
+  /// out of the user's function skips its destructors: what it held is leaked, as with any
+  /// interrupted computation; the engine itself is in a clean state and serves on, because the jump
+  /// is armed only around the call itself (call_armed), never while the engine parses, resolves
+  /// (under a lock) or updates its caches. `command`: the record in a command ring, whose cancel mark
+  /// call_armed checks.
   bool run_interruptible(std::span<const std::byte> data, const RingSlot* command) {
     auto& ix = interrupt_state();
     // No saved mask: saving it is a sigprocmask system call per task (~1 µs on a VM, more than the
@@ -464,13 +467,22 @@ class Engine {
       ::sigprocmask(SIG_UNBLOCK, &handled, nullptr);
       return false;
     }
-    ix.slot = &me_;
+    return run_apply(data, command);
+  }
+
+  /// Calls f with the interrupt's jump armed; false (nothing called) when the task was interrupted
+  /// before: a signal that came while the jump was not armed (the handler noted it as missed), or a
+  /// cancel mark on the command record, checked again now that a later signal would jump.
+  template <class F>
+  static bool call_armed(const RingSlot* command, F&& f) {
+    auto& ix = interrupt_state();
     ix.armed = 1;
-    if (command && cancelled(*command)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // armed before the checks, as the handler sees it
+    if (ix.missed || (command && cancelled(*command))) {
       ix.armed = 0;
       return false;
     }
-    run_apply(data);
+    f();
     ix.armed = 0;
     return true;
   }
@@ -478,6 +490,7 @@ class Engine {
   struct InterruptState {
     sigjmp_buf jump;
     volatile sig_atomic_t armed = 0;
+    volatile sig_atomic_t missed = 0;  // an interrupt for the current task came while not armed
     EngineSlot* slot = nullptr;
     std::uintptr_t text_lo = 0, text_hi = 0;  // executable code of the main program
   };
@@ -506,9 +519,13 @@ class Engine {
 
   static void on_interrupt(int, siginfo_t*, void* context) {
     auto& ix = interrupt_state();
-    if (!ix.armed || !ix.slot || ix.slot->abort_task.load() != ix.slot->current_task.load() ||
+    if (!ix.slot || ix.slot->abort_task.load() != ix.slot->current_task.load() ||
         ix.slot->abort_client.load() != ix.slot->current_client.load())
       return;
+    if (!ix.armed) {  // parsing, resolving (under a lock) or caching: call_armed sees it before the call
+      ix.missed = 1;
+      return;
+    }
 #if defined(__x86_64__)
     const auto pc = std::uintptr_t(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
 #elif defined(__aarch64__)
@@ -528,7 +545,7 @@ class Engine {
   }
 
 
-  void run_apply(std::span<const std::byte> data) {
+  bool run_apply(std::span<const std::byte> data, const RingSlot* command) {
     // The record is self-delimiting: one that starts with the bytes of the last call's head (mode,
     // code references, callable) makes the same call, so the common case — the same function again —
     // compares those bytes and neither parses nor resolves anything.
@@ -537,14 +554,10 @@ class Engine {
         std::memcmp(data.data(), last.head.data(), last.head.size()) == 0) {
       CallFrame frame{last.fn, data.subspan(last.callable_at, last.callable_len), data.subspan(last.head.size()), &ns_,
                       &result_};
-      last.thunk(frame);
-      return;
+      return call_armed(command, [&] { last.thunk(frame); });
     }
     const ApplyRecord rec = read_apply_record(data);
-    if (rec.mode == CallMode::ffi) {
-      call_through_ffi(rec, result_);
-      return;
-    }
+    if (rec.mode == CallMode::ffi) return call_armed(command, [&] { call_through_ffi(rec, result_); });
     Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(rec.thunk, last_thunk_));
     void* fn = rec.fn.empty() ? nullptr : resolve_cached(rec.fn, last_fn_);
     last.thunk = nullptr;  // until the head below is whole
@@ -554,7 +567,7 @@ class Engine {
     last.fn = fn;
     last.thunk = thunk;
     CallFrame frame{fn, rec.callable, rec.args, &ns_, &result_};
-    thunk(frame);
+    return call_armed(command, [&] { thunk(frame); });
   }
 
   /// What the last thunk-mode apply record resolved to, and the bytes before its arguments.
