@@ -4,9 +4,11 @@
 // compiled into that program. Runs in the engine process only; never throws out of serve().
 #pragma once
 
+#include <cadre/detail/base/interrupt_gate.hpp>
 #include <cadre/detail/engine/crash_report.hpp>
 #include <cadre/detail/wire/ffi_call.hpp>
 #include <cadre/detail/engine/output_capture.hpp>
+#include <cadre/detail/engine/thread_caps.hpp>
 #include <cadre/detail/shm/lb_queue.hpp>
 #include <cadre/detail/shm/ring.hpp>
 #include <cadre/detail/shm/segment.hpp>
@@ -17,9 +19,6 @@
 #include <cadre/detail/wire/call.hpp>
 #include <cadre/namespace.hpp>
 #include <cadre/this_engine.hpp>
-
-#include <Eigen/Core>
-#include <tbb/global_control.h>
 
 #include <csetjmp>
 #include <link.h>
@@ -273,9 +272,7 @@ class Engine {
 
   void cap_threads() noexcept {
     const std::uint32_t n = std::max<std::uint32_t>(1, seg_.header().threads_per_engine);
-    static std::optional<tbb::global_control> tbb_cap;
-    tbb_cap.emplace(tbb::global_control::max_allowed_parallelism, n);
-    Eigen::setNbThreads(int(n));
+    apply_thread_caps(n);
   }
 
   /// The payload of a record: inline bytes, or a validated block.
@@ -309,7 +306,7 @@ class Engine {
     Reply reply;
     const std::uint64_t started = task_now_ns();
     me_.current_client.store(c, std::memory_order_relaxed);
-    interrupt_state().missed = 0;  // before current_task: an interrupt for this task comes after
+    interrupt_gate().missed = 0;  // before current_task: an interrupt for this task comes after
     // seq_cst, then the record's status: pairs with a client's RingProducer::cancel, then interrupt().
     me_.current_task.store(h.task_id, std::memory_order_seq_cst);
     bool block_consumed = false;
@@ -451,15 +448,16 @@ class Engine {
   /// Runs an apply record; false when a client interrupted it (SIGUSR2 for this very task). The jump
   /// out of the user's function skips its destructors: what it held is leaked, as with any
   /// interrupted computation; the engine itself is in a clean state and serves on, because the jump
-  /// is armed only around the call itself (call_armed), never while the engine parses, resolves
-  /// (under a lock) or updates its caches. `command`: the record in a command ring, whose cancel mark
-  /// call_armed checks.
+  /// is armed only while the user's function runs (interrupt_gate.hpp), never while the engine
+  /// parses, resolves (under a lock), decodes arguments or encodes the result. `command`: the record
+  /// in a command ring, whose cancel mark call_permitted checks.
   bool run_interruptible(std::span<const std::byte> data, const RingSlot* command) {
-    auto& ix = interrupt_state();
+    auto& g = interrupt_gate();
     // No saved mask: saving it is a sigprocmask system call per task (~1 µs on a VM, more than the
     // rest of a round trip). The handler ran with its signal blocked, so the jump's landing unblocks it.
-    if (sigsetjmp(ix.jump, 0) != 0) {
-      ix.armed = 0;
+    if (sigsetjmp(g.jump, 0) != 0) {
+      g.armed = 0;
+      g.permitted = 0;
       sigset_t handled;
       sigemptyset(&handled);
       sigaddset(&handled, SIGUSR2);
@@ -470,27 +468,21 @@ class Engine {
     return run_apply(data, command);
   }
 
-  /// Calls f with the interrupt's jump armed; false (nothing called) when the task was interrupted
-  /// before: a signal that came while the jump was not armed (the handler noted it as missed), or a
-  /// cancel mark on the command record, checked again now that a later signal would jump.
+  /// Calls f, a thunk whose call of the user's function abort() may interrupt; false (nothing
+  /// called) when the client cancelled the command record since the engine took it.
   template <class F>
-  static bool call_armed(const RingSlot* command, F&& f) {
-    auto& ix = interrupt_state();
-    ix.armed = 1;
-    std::atomic_signal_fence(std::memory_order_seq_cst);  // armed before the checks, as the handler sees it
-    if (ix.missed || (command && cancelled(*command))) {
-      ix.armed = 0;
-      return false;
-    }
+  static bool call_permitted(const RingSlot* command, F&& f) {
+    if (command && cancelled(*command)) return false;
+    struct Permit {
+      Permit() noexcept { interrupt_gate().permitted = 1; }
+      ~Permit() { interrupt_gate().permitted = 0; }
+    } permit;
     f();
-    ix.armed = 0;
     return true;
   }
 
+  /// What the interrupt handler checks besides the gate.
   struct InterruptState {
-    sigjmp_buf jump;
-    volatile sig_atomic_t armed = 0;
-    volatile sig_atomic_t missed = 0;  // an interrupt for the current task came while not armed
     EngineSlot* slot = nullptr;
     std::uintptr_t text_lo = 0, text_hi = 0;  // executable code of the main program
   };
@@ -522,8 +514,9 @@ class Engine {
     if (!ix.slot || ix.slot->abort_task.load() != ix.slot->current_task.load() ||
         ix.slot->abort_client.load() != ix.slot->current_client.load())
       return;
-    if (!ix.armed) {  // parsing, resolving (under a lock) or caching: call_armed sees it before the call
-      ix.missed = 1;
+    auto& g = interrupt_gate();
+    if (!g.armed) {  // in cadre's own code: UserCall takes it before the user's function starts
+      g.missed = 1;
       return;
     }
 #if defined(__x86_64__)
@@ -540,8 +533,8 @@ class Engine {
       ::setitimer(ITIMER_REAL, &t, nullptr);
       return;
     }
-    ix.armed = 0;
-    siglongjmp(ix.jump, 1);
+    g.armed = 0;
+    siglongjmp(g.jump, 1);
   }
 
 
@@ -554,10 +547,10 @@ class Engine {
         std::memcmp(data.data(), last.head.data(), last.head.size()) == 0) {
       CallFrame frame{last.fn, data.subspan(last.callable_at, last.callable_len), data.subspan(last.head.size()), &ns_,
                       &result_};
-      return call_armed(command, [&] { last.thunk(frame); });
+      return call_permitted(command, [&] { last.thunk(frame); });
     }
     const ApplyRecord rec = read_apply_record(data);
-    if (rec.mode == CallMode::ffi) return call_armed(command, [&] { call_through_ffi(rec, result_); });
+    if (rec.mode == CallMode::ffi) return call_permitted(command, [&] { call_through_ffi(rec, result_); });
     Thunk thunk = reinterpret_cast<Thunk>(resolve_cached(rec.thunk, last_thunk_));
     void* fn = rec.fn.empty() ? nullptr : resolve_cached(rec.fn, last_fn_);
     last.thunk = nullptr;  // until the head below is whole
@@ -567,7 +560,7 @@ class Engine {
     last.fn = fn;
     last.thunk = thunk;
     CallFrame frame{fn, rec.callable, rec.args, &ns_, &result_};
-    return call_armed(command, [&] { thunk(frame); });
+    return call_permitted(command, [&] { thunk(frame); });
   }
 
   /// What the last thunk-mode apply record resolved to, and the bytes before its arguments.

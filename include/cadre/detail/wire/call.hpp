@@ -7,6 +7,7 @@
 // parameter types the arguments are converted to.
 #pragma once
 
+#include <cadre/detail/base/interrupt_gate.hpp>
 #include <cadre/detail/wire/args.hpp>
 #include <cadre/detail/wire/wire.hpp>
 #include <cadre/errors.hpp>
@@ -130,6 +131,7 @@ void thunk(CallFrame& f) {
   if (r.get<std::uint32_t>() != sizeof...(P)) throw decode_error("call record has the wrong number of arguments");
   std::tuple<P...> args = get_args<P...>(r, f.args, *f.ns, std::index_sequence_for<P...>{});
   auto call = [&](auto& fn) -> decltype(auto) {
+    const UserCall armed;  // arguments are decoded and the result encoded with abort()'s jump disarmed
     return std::apply(
         [&](auto&... a) -> decltype(auto) {
           if constexpr (TakesNs) return std::invoke(fn, *f.ns, a...);

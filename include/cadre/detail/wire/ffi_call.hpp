@@ -6,6 +6,7 @@
 // record, apply_record.hpp), and libffi makes the call.
 #pragma once
 
+#include <cadre/detail/base/interrupt_gate.hpp>
 #include <cadre/detail/wire/apply_record.hpp>
 #include <cadre/detail/wire/args.hpp>
 #include <cadre/detail/wire/code_ref.hpp>
@@ -93,7 +94,10 @@ inline void call_through_ffi(const ApplyRecord& rec, std::vector<std::byte>& out
   if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, unsigned(n), ffi_type_of(rec.ffi_result), types) != FFI_OK)
     throw function_error("libffi cannot prepare a call to " + describe_function(fn));
   FfiValue result{};
-  ::ffi_call(&cif, FFI_FN(fn), &result, ptrs);
+  {
+    const UserCall armed;
+    ::ffi_call(&cif, FFI_FN(fn), &result, ptrs);
+  }
   with_ffi_type(rec.ffi_result, [&]<class T>(std::type_identity<T>) {
     if constexpr (!std::is_void_v<T>) {
       T v;
