@@ -1,7 +1,7 @@
 // bench/bench_util.hpp — what cadre's Google Benchmark programs share: a cached cluster, per-iteration samples, /proc CPU time.
 #pragma once
 
-#include <cadre/cadre.hpp>
+#include <cadre/eigen.hpp>
 
 #include <benchmark/benchmark.h>
 

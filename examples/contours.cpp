@@ -12,7 +12,7 @@
 //
 // With no argument the pictures come from build/pictures (or pictures/, run from inside build/);
 // when there are none, a few synthetic grayscale pictures are made so that the example always runs.
-#include <cadre/cadre.hpp>
+#include <cadre/eigen.hpp>
 
 #include "contours/draw.hpp"
 #include "contours/image_io.hpp"

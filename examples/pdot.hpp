@@ -1,7 +1,7 @@
 // examples/pdot.hpp — the seed's exercise: a parallel matrix product on a DirectView, written as a user would.
 #pragma once
 
-#include <cadre/cadre.hpp>
+#include <cadre/eigen.hpp>
 
 #include <Eigen/Dense>
 

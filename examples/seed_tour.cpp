@@ -2,7 +2,8 @@
 //
 // Runs on an embedded 4-engine cluster, prints what each cell shows, and checks every result: the
 // exit code is non-zero on any mismatch. Run: build/examples/seed_tour
-#include <cadre/cadre.hpp>
+#include <cadre/eigen.hpp>
+#include <cadre/fmt.hpp>
 
 #include "pdot.hpp"
 

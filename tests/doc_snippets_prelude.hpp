@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cadre/cadre.hpp>
+#include <cadre/cereal.hpp>
+#include <cadre/eigen.hpp>
+#include <cadre/tbb.hpp>
 
 #include <Eigen/Dense>
 #include <cereal/cereal.hpp>

@@ -2,7 +2,8 @@
 // polling with generous deadlines, running a check in a child process, and the leftover-segment check.
 #pragma once
 
-#include <cadre/cadre.hpp>
+#include <cadre/eigen.hpp>
+#include <cadre/fmt.hpp>
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,6 @@
 #include <cadre/detail/client/task_result.hpp>
 #include <cadre/errors.hpp>
 
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -326,7 +325,9 @@ class AsyncResult {
     const int filled = total ? int(kWidth * done / total) : kWidth;
     std::string bar(std::size_t(filled), '#');
     bar.resize(kWidth, '.');
-    std::string line = fmt::format("[{}] {}/{} tasks finished after {:.2f} s", bar, done, total, elapsed());
+    char counts[96];
+    std::snprintf(counts, sizeof counts, "] %zu/%zu tasks finished after %.2f s", done, total, elapsed());
+    std::string line = "[" + bar + counts;
     if (!busy.empty()) line += " (busy: engines " + busy + ")";
     if (::isatty(2)) std::fprintf(::stderr, "\r%-100s%s", line.c_str(), redraw_done ? "\n" : "");
     else std::fprintf(::stderr, "%s\n", line.c_str());

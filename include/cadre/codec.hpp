@@ -7,10 +7,14 @@
 //
 //   [u64 a][u64 b][elements, in storage order]        elements start at detail::kRawHeader = 16
 //   std::vector<E>    a = count, b = 0               std::array<E, N>   a = N, b = 0
-//   Eigen types       a = rows,  b = cols
+//   Eigen types       a = rows,  b = cols            (their codec: <cadre/eigen.hpp>)
 //
 // Everything else is framed element by element (see detail/wire/codec_detail.hpp). decode() and view()
 // check every length before reading and throw decode_error on malformed or truncated input.
+//
+// This header names neither Eigen nor cereal, so that a program that ships standard types pays for
+// neither at compile time: <cadre/eigen.hpp> adds the Eigen types, <cadre/cereal.hpp> any type with a
+// cereal serialize function.
 #pragma once
 
 #include <cstdint>
@@ -19,89 +23,44 @@
 #include <ostream>
 #include <typeinfo>
 
-#include <Eigen/Core>
-#include <cereal/archives/binary.hpp>
-#include <cereal/cereal.hpp>
-#include <cereal/types/string.hpp>
-#include <cereal/types/vector.hpp>
+#include <cstddef>
+#include <limits>
 
 #include <cadre/detail/wire/codec_detail.hpp>
 #include <cadre/errors.hpp>
 
 namespace cadre {
 
-/// Encodes any type with a cereal `serialize`/`save`+`load` function through
-/// cereal::BinaryOutputArchive. Its default name, "cereal:" + the demangled typeid name, is the
-/// same for binaries built by the same compiler, but no more stable than that: to make a cereal
-/// type's name cross-binary-stable, specialize codec<T> on top of this class and give it a name():
-///
-/// ```cpp
-/// template <> struct cadre::codec<my::Point> : cadre::cereal_codec<my::Point> {
-///   static std::string name() { return "my::Point/1"; }
-/// };
-/// ```
-///
-/// Decoding default-constructs T, then loads into it. Truncated input is a decode_error; cereal
-/// never reads past the payload, but it trusts the sizes inside it (a corrupt std::vector size in
-/// a user type is an allocation before it is an error).
+namespace detail::codec_impl {
+
+/// Looks like an Eigen dense type (its compile-time shape), without naming Eigen.
 template <class T>
-struct cereal_codec {
-  static std::string name() {
-    return "cereal:" + detail::codec_impl::demangle_type(typeid(T).name());
-  }
-
-  static void encode(const T& v, std::vector<std::byte>& out) {
-    detail::codec_impl::AppendBuf buf(out);
-    std::ostream os(&buf);
-    cereal::BinaryOutputArchive ar(os);
-    ar(v);
-  }
-
-  static T decode(std::span<const std::byte> in) {
-    static_assert(std::is_default_constructible_v<T>,
-                  "cadre::cereal_codec<T>: T must be default-constructible to be decoded");
-    detail::codec_impl::SpanBuf buf(in);
-    std::istream is(&buf);
-    T v{};
-    try {
-      cereal::BinaryInputArchive ar(is);
-      ar(v);
-    } catch (const cereal::Exception& e) {
-      detail::codec_impl::fail_decode(codec<T>::name(), e.what());
-    } catch (const std::length_error& e) {
-      detail::codec_impl::fail_decode(codec<T>::name(),
-                                      std::string("corrupt size (") + e.what() + ")");
-    } catch (const std::bad_alloc&) {
-      detail::codec_impl::fail_decode(codec<T>::name(), "corrupt size (allocation failed)");
-    }
-    if (buf.remaining() != 0)
-      detail::codec_impl::fail_decode(
-          codec<T>::name(), std::to_string(buf.remaining()) + " unexpected trailing bytes");
-    return v;
-  }
-
-  static std::size_t size(const T& v) {
-    detail::codec_impl::CountBuf buf;
-    std::ostream os(&buf);
-    cereal::BinaryOutputArchive ar(os);
-    ar(v);
-    return buf.count();
-  }
+concept eigen_like = requires {
+  typename T::Scalar;
+  T::RowsAtCompileTime;
+  T::ColsAtCompileTime;
 };
 
-namespace detail::codec_impl {
-template <class T>
-inline constexpr bool cereal_serializable_v =
-    std::conjunction_v<cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>,
-                       cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>>;
+/// The codec of a type with no codec of its own: cereal's, once <cadre/cereal.hpp> adds that
+/// specialization for the types cereal can serialize; otherwise an error that says what to include.
+template <class T, class Enable = void>
+struct fallback_codec {
+  static_assert(!eigen_like<T>, "cadre::codec<T>: T is an Eigen type: #include <cadre/eigen.hpp> to transfer it");
+  static_assert(eigen_like<T>,
+                "cadre::codec<T>: T cannot be transferred. Either give T a cereal serialize(Archive&) "
+                "member or free function and #include <cadre/cereal.hpp> (with the cereal/types/*.hpp "
+                "headers its members need), or specialize cadre::codec<T> with name(), encode(), "
+                "decode() and size(); see cadre/codec.hpp");
+};
+
 }  // namespace detail::codec_impl
 
 /// How values of T become bytes: the customization point. Built in: arithmetic types, std::string,
 /// std::vector, std::array, std::pair, std::tuple, std::optional, std::map, std::unordered_map,
-/// std::set, std::unordered_set (nested freely) and Eigen::Matrix/Array of arithmetic scalars.
-/// Any other type is transferable in one of two ways:
-///  1. give it a cereal `serialize(Archive&)` member or free function — it then goes through
-///     cereal_codec<T> (see there for making its name cross-binary-stable); or
+/// std::set, std::unordered_set (nested freely); with `#include <cadre/eigen.hpp>`, Eigen::Matrix/Array
+/// of arithmetic scalars. Any other type is transferable in one of two ways:
+///  1. give it a cereal `serialize(Archive&)` member or free function and `#include <cadre/cereal.hpp>`
+///     — it then goes through cereal_codec<T> (see there for making its name cross-binary-stable); or
 ///  2. specialize codec<T> with the four members every codec has:
 ///
 /// ```cpp
@@ -120,14 +79,7 @@ inline constexpr bool cereal_serializable_v =
 /// A codec may also declare `static constexpr std::size_t fixed_size` when every payload has that
 /// many bytes; containers then store its elements without a length prefix.
 template <class T, class Enable>
-struct codec : cereal_codec<T> {
-  static_assert(
-      detail::codec_impl::cereal_serializable_v<T>,
-      "cadre::codec<T>: T cannot be transferred. Either give T a cereal serialize(Archive&) "
-      "member or free function (and include the cereal/types/*.hpp headers its members need), "
-      "or specialize cadre::codec<T> with name(), encode(), decode() and size(); see "
-      "cadre/codec.hpp");
-};
+struct codec : detail::codec_impl::fallback_codec<T> {};
 
 /// Arithmetic types: exactly sizeof(T) bytes. Names by size and signedness: "i32", "u8", "f64", …,
 /// and "bool", "char".
@@ -176,28 +128,14 @@ struct raw_traits<std::array<E, N>> : std::true_type {
   using element = E;
 };
 
-template <class M, const char* Tag>
-struct eigen_raw_traits : std::true_type {
-  using element = typename M::Scalar;
-  static constexpr bool is_eigen = true;
-  static constexpr const char* tag = Tag;
-};
-
-inline constexpr char kEigenMatrixTag[] = "eigen";
-inline constexpr char kEigenArrayTag[] = "eigenarr";
-
-template <raw_element S, int R, int C, int O, int MR, int MC>
-struct raw_traits<Eigen::Matrix<S, R, C, O, MR, MC>>
-    : eigen_raw_traits<Eigen::Matrix<S, R, C, O, MR, MC>, kEigenMatrixTag> {};
-
-template <raw_element S, int R, int C, int O, int MR, int MC>
-struct raw_traits<Eigen::Array<S, R, C, O, MR, MC>>
-    : eigen_raw_traits<Eigen::Array<S, R, C, O, MR, MC>, kEigenArrayTag> {};
-
+/// An Eigen::Matrix/Array, whose raw_traits (in <cadre/eigen.hpp>) also say how to map its elements.
 template <class T>
 concept eigen_raw = requires {
   raw_traits<T>::is_eigen;
 };
+
+/// Eigen::Dynamic, the dimension of a matrix sized at run time (checked equal in <cadre/eigen.hpp>).
+inline constexpr int kDynamic = -1;
 
 /// Writes [a][b] and n elements with one resize and one memcpy of the elements.
 template <class E>
@@ -220,14 +158,14 @@ RawShape check_raw(std::span<const std::byte> in) {
   const std::uint64_t a = r.u64(), b = r.u64();
   std::uint64_t n;
   if constexpr (eigen_raw<T>) {
-    constexpr auto kMaxIndex = static_cast<std::uint64_t>(std::numeric_limits<Eigen::Index>::max());
+    constexpr auto kMaxIndex = static_cast<std::uint64_t>(std::numeric_limits<std::ptrdiff_t>::max());  // Eigen::Index
     if (a > kMaxIndex || b > kMaxIndex)
       r.fail("dimensions " + std::to_string(a) + "x" + std::to_string(b) + " are out of range");
     const auto check_dim = [&](const char* what, std::uint64_t got, int fixed, int max) {
-      if (fixed != Eigen::Dynamic && got != static_cast<std::uint64_t>(fixed))
+      if (fixed != kDynamic && got != static_cast<std::uint64_t>(fixed))
         r.fail(std::string(what) + " is " + std::to_string(got) + ", the type has " +
                std::to_string(fixed));
-      if (max != Eigen::Dynamic && got > static_cast<std::uint64_t>(max))
+      if (max != kDynamic && got > static_cast<std::uint64_t>(max))
         r.fail(std::string(what) + " is " + std::to_string(got) + ", the type allows at most " +
                std::to_string(max));
     };
@@ -258,37 +196,6 @@ template <class E>
 void copy_raw(E* dst, std::span<const std::byte> in, std::size_t n) {
   if (n != 0) std::memcpy(dst, in.data() + kRawHeader, n * sizeof(E));
 }
-
-/// Eigen::Matrix / Eigen::Array of arithmetic scalars: "eigen<S,R,C,rowmajor|colmajor>"
-/// ("eigenarr<…>" for arrays), R and C -1 when Dynamic.
-template <class M>
-struct eigen_codec {
-  using S = typename M::Scalar;
-  static constexpr std::size_t fixed_size =
-      M::SizeAtCompileTime == Eigen::Dynamic
-          ? 0
-          : kRawHeader + static_cast<std::size_t>(M::SizeAtCompileTime) * sizeof(S);
-  static std::string name() {
-    return std::string(raw_traits<M>::tag) + "<" + codec<S>::name() + "," +
-           std::to_string(static_cast<int>(M::RowsAtCompileTime)) + "," +
-           std::to_string(static_cast<int>(M::ColsAtCompileTime)) + "," +
-           (M::IsRowMajor ? "rowmajor" : "colmajor") + ">";
-  }
-  static void encode(const M& m, std::vector<std::byte>& out) {
-    put_raw(out, static_cast<std::uint64_t>(m.rows()), static_cast<std::uint64_t>(m.cols()),
-            m.data(), static_cast<std::size_t>(m.size()));
-  }
-  static M decode(std::span<const std::byte> in) {
-    const RawShape s = check_raw<M>(in);
-    M m;  // not M(rows, cols): for fixed-size vectors that would mean two coefficients
-    m.resize(static_cast<Eigen::Index>(s.a), static_cast<Eigen::Index>(s.b));
-    copy_raw(m.data(), in, s.elements);
-    return m;
-  }
-  static std::size_t size(const M& m) {
-    return kRawHeader + static_cast<std::size_t>(m.size()) * sizeof(S);
-  }
-};
 
 }  // namespace detail::codec_impl
 
@@ -326,14 +233,6 @@ struct codec<std::array<E, N>> {
   }
   static std::size_t size(const V&) { return fixed_size; }
 };
-
-template <detail::codec_impl::raw_element S, int R, int C, int O, int MR, int MC>
-struct codec<Eigen::Matrix<S, R, C, O, MR, MC>>
-    : detail::codec_impl::eigen_codec<Eigen::Matrix<S, R, C, O, MR, MC>> {};
-
-template <detail::codec_impl::raw_element S, int R, int C, int O, int MR, int MC>
-struct codec<Eigen::Array<S, R, C, O, MR, MC>>
-    : detail::codec_impl::eigen_codec<Eigen::Array<S, R, C, O, MR, MC>> {};
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -374,7 +273,7 @@ std::size_t encoded_size(const T& value) {
 }
 
 /// True for the types stored raw: std::vector<E> and std::array<E, N> with E arithmetic but not
-/// bool, and Eigen::Matrix / Eigen::Array with such a scalar.
+/// bool, and (with <cadre/eigen.hpp>) Eigen::Matrix / Eigen::Array with such a scalar.
 template <class T>
 inline constexpr bool is_raw_array_v =
     detail::codec_impl::raw_traits<std::remove_cvref_t<T>>::value;
@@ -429,8 +328,7 @@ auto view(std::span<const std::byte> payload) {
   // The bytes were written by memcpy of E objects (encode), which implicitly creates them.
   const E* elements = reinterpret_cast<const E*>(p);
   if constexpr (detail::codec_impl::eigen_raw<U>)
-    return Eigen::Map<const U>(elements, static_cast<Eigen::Index>(s.a),
-                               static_cast<Eigen::Index>(s.b));
+    return detail::codec_impl::raw_traits<U>::map(elements, s.a, s.b);
   else
     return std::span<const E>(elements, s.elements);
 }

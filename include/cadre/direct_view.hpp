@@ -1,14 +1,13 @@
 // cadre/direct_view.hpp — DirectView: the multiplexer; does the same thing on all of its engines.
 #pragma once
 
+#include <cadre/detail/base/ranges.hpp>
 #include <cadre/async_map_result.hpp>
 #include <cadre/map_calls.hpp>
 #include <cadre/detail/client/data_plane.hpp>
 #include <cadre/shared_vector.hpp>
 #include <cadre/view.hpp>
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <ostream>
 
@@ -48,16 +47,18 @@ class DirectView : public BasicView<false>, public MapCalls<DirectView> {
   /// ```
   template <class Range>
   AsyncResult<void> scatter(std::string_view name, const Range& data, ScatterOptions opts = {}) const {
+    static_assert(!detail::eigen_without_support<Range>,
+                  "cadre: scattering an Eigen type needs #include <cadre/eigen.hpp>");
     std::vector<detail::Task> tasks;
     if constexpr (is_shared_vector_v<Range>) {
       tasks = detail::scatter_shared(t_, name, data);
     } else if constexpr (detail::eigen_dense<Range>) {
       tasks = detail::scatter_eigen(t_, name, data);
-    } else if constexpr (std::ranges::contiguous_range<const Range> && std::ranges::sized_range<const Range> &&
-                         is_raw_array_v<std::vector<std::ranges::range_value_t<const Range>>>) {
+    } else if constexpr (detail::contiguous_range<const Range> && detail::sized_range<const Range> &&
+                         is_raw_array_v<std::vector<detail::range_value_t<const Range>>>) {
       tasks = detail::scatter_raw(t_, name, std::ranges::data(data), std::size_t(std::ranges::size(data)), opts.flatten);
     } else {
-      static_assert(std::ranges::sized_range<const Range>, "cadre: scatter takes a sized range, an Eigen matrix or a SharedVector");
+      static_assert(detail::sized_range<const Range>, "cadre: scatter takes a sized range, an Eigen matrix or a SharedVector");
       tasks = detail::scatter_generic(t_, name, data, opts.flatten);
     }
     return blocking(make<void>(std::move(tasks), "scatter", detail::ErrorPolicy::first));
@@ -130,21 +131,14 @@ class DirectView : public BasicView<false>, public MapCalls<DirectView> {
   template <class Range>
   static auto chunk_of(const Range& r, detail::Chunk c) {
     auto b = std::ranges::begin(r);
-    std::ranges::advance(b, std::ranges::range_difference_t<const Range>(c.begin));
+    std::ranges::advance(b, detail::range_difference_t<const Range>(c.begin));
     return detail::take_n(b, c.count);
   }
 };
 
-inline std::ostream& operator<<(std::ostream& os, const DirectView& v) {
-  return os << fmt::format("<DirectView [{}]>", fmt::join(v.targets(), ", "));
-}
+/// "<DirectView [0, 1, 2]>", as IPython.parallel prints it (fmt: <cadre/fmt.hpp>).
+inline std::string to_string(const DirectView& v) { return "<DirectView [" + detail::join_ids(v.targets()) + "]>"; }
+
+inline std::ostream& operator<<(std::ostream& os, const DirectView& v) { return os << to_string(v); }
 
 }  // namespace cadre
-
-template <>
-struct fmt::formatter<cadre::DirectView> : fmt::formatter<std::string_view> {
-  template <class Ctx>
-  auto format(const cadre::DirectView& v, Ctx& ctx) const {
-    return fmt::format_to(ctx.out(), "<DirectView [{}]>", fmt::join(v.targets(), ", "));
-  }
-};

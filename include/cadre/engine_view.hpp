@@ -3,9 +3,9 @@
 
 #include <cadre/view.hpp>
 
-#include <fmt/format.h>
 
 #include <ostream>
+#include <string>
 
 namespace cadre {
 
@@ -26,14 +26,9 @@ class EngineView : public BasicView<true> {
   int id() const { return targets().at(0); }
 };
 
-inline std::ostream& operator<<(std::ostream& os, const EngineView& v) { return os << "<EngineView " << v.id() << ">"; }
+/// "<EngineView 2>" (fmt: <cadre/fmt.hpp>).
+inline std::string to_string(const EngineView& v) { return "<EngineView " + std::to_string(v.id()) + ">"; }
+
+inline std::ostream& operator<<(std::ostream& os, const EngineView& v) { return os << to_string(v); }
 
 }  // namespace cadre
-
-template <>
-struct fmt::formatter<cadre::EngineView> : fmt::formatter<std::string_view> {
-  template <class Ctx>
-  auto format(const cadre::EngineView& v, Ctx& ctx) const {
-    return fmt::format_to(ctx.out(), "<EngineView {}>", v.id());
-  }
-};

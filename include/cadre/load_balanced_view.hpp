@@ -5,14 +5,13 @@
 // tasks that others can run.
 #pragma once
 
+#include <cadre/detail/base/ranges.hpp>
 #include <cadre/async_map_result.hpp>
 #include <cadre/async_result.hpp>
 #include <cadre/map_calls.hpp>
 #include <cadre/detail/client/partition.hpp>
 #include <cadre/detail/client/requests.hpp>
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <chrono>
 #include <memory>
@@ -131,16 +130,9 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
   std::vector<detail::Task> after_;
 };
 
-inline std::ostream& operator<<(std::ostream& os, const LoadBalancedView& v) {
-  return os << fmt::format("<LoadBalancedView [{}]>", fmt::join(v.targets(), ", "));
-}
+/// "<LoadBalancedView [0, 1, 2]>", as IPython.parallel prints it (fmt: <cadre/fmt.hpp>).
+inline std::string to_string(const LoadBalancedView& v) { return "<LoadBalancedView [" + detail::join_ids(v.targets()) + "]>"; }
+
+inline std::ostream& operator<<(std::ostream& os, const LoadBalancedView& v) { return os << to_string(v); }
 
 }  // namespace cadre
-
-template <>
-struct fmt::formatter<cadre::LoadBalancedView> : fmt::formatter<std::string_view> {
-  template <class Ctx>
-  auto format(const cadre::LoadBalancedView& v, Ctx& ctx) const {
-    return fmt::format_to(ctx.out(), "<LoadBalancedView [{}]>", fmt::join(v.targets(), ", "));
-  }
-};

@@ -2,11 +2,11 @@
 // LoadBalancedView share.
 #pragma once
 
+#include <cadre/detail/base/ranges.hpp>
 #include <cadre/async_map_result.hpp>
 #include <cadre/detail/wire/map_call.hpp>
 
 #include <cstddef>
-#include <ranges>
 #include <utility>
 
 namespace cadre {
@@ -22,7 +22,7 @@ struct MapOptions {
 namespace detail {
 /// What map takes as a sequence: a range whose size is known up front (it is cut into chunks).
 template <class R>
-concept map_sequence = std::ranges::input_range<const R> && std::ranges::sized_range<const R>;
+concept map_sequence = detail::input_range<const R> && detail::sized_range<const R>;
 }  // namespace detail
 
 /// The map calls of a view `View`, which provides `map_tasks(f, const MapOptions&, const Ranges&...)`

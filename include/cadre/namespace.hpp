@@ -93,16 +93,17 @@ class Namespace {
     using E = raw_element_t<T>;
     if constexpr (detail::codec_impl::eigen_raw<T>) {
       const auto fits = [](int dim, int max, std::size_t got) {
-        return (dim == Eigen::Dynamic || std::size_t(dim) == got) && (max == Eigen::Dynamic || got <= std::size_t(max));
+        using detail::codec_impl::kDynamic;
+        return (dim == kDynamic || std::size_t(dim) == got) && (max == kDynamic || got <= std::size_t(max));
       };
       if (!fits(T::RowsAtCompileTime, T::MaxRowsAtCompileTime, rows) || !fits(T::ColsAtCompileTime, T::MaxColsAtCompileTime, cols))
         throw argument_error("Namespace::allocate: a " + std::to_string(rows) + " x " + std::to_string(cols) + " array cannot be a " +
                                     type_name<T>());
-      constexpr auto kMax = std::size_t(std::numeric_limits<Eigen::Index>::max());
+      constexpr auto kMax = std::size_t(std::numeric_limits<std::ptrdiff_t>::max());  // Eigen::Index
       if (rows > kMax || cols > kMax || (cols != 0 && rows > kMax / cols / sizeof(E)))
         throw argument_error("Namespace::allocate: " + std::to_string(rows) + " x " + std::to_string(cols) + " elements do not fit in memory");
       E* p = make_raw<T>(name, rows, cols, rows * cols, [](E*) {});
-      return Eigen::Map<T>(p, Eigen::Index(rows), Eigen::Index(cols));
+      return detail::codec_impl::raw_traits<T>::map(p, rows, cols);
     } else {
       if (cols != 1) throw argument_error("Namespace::allocate: a std::vector has one dimension; pass its size only");
       if (rows > std::numeric_limits<std::size_t>::max() / 2 / sizeof(E))

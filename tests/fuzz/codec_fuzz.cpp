@@ -11,6 +11,7 @@
 // Built and run by tools/fuzz; the seed corpus is tests/fuzz/corpus/codec_fuzz/ (tools/fuzz --seed
 // regenerates it with the generator at the bottom of this file).
 #include <cadre/codec.hpp>
+#include <cadre/eigen.hpp>
 #include <cadre/errors.hpp>
 
 #include <Eigen/Core>

@@ -21,6 +21,7 @@
 // to a 16-byte aligned buffer, as records in the segment are.
 #include <cadre/async_result.hpp>
 #include <cadre/codec.hpp>
+#include <cadre/eigen.hpp>
 #include <cadre/detail/client/data_plane.hpp>
 #include <cadre/detail/wire/apply_record.hpp>
 #include <cadre/detail/wire/call.hpp>

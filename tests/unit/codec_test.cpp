@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cadre/codec.hpp>
+#include <cadre/cereal.hpp>
+#include <cadre/eigen.hpp>
 
 namespace {
 

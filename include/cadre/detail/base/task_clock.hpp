@@ -17,10 +17,6 @@
 #include <cstdio>
 #include <cstring>
 
-#if defined(__x86_64__)
-#include <x86intrin.h>
-#endif
-
 namespace cadre::detail {
 
 __extension__ using u128 = unsigned __int128;  // products of 64-bit tick counts and Q32 rates (GCC/Clang extension)
@@ -47,7 +43,7 @@ inline bool tsc_is_the_clocksource() noexcept {
 class TscClock {
  public:
   std::uint64_t now() noexcept {
-    const std::uint64_t d = __rdtsc() - anchor_tsc_;
+    const std::uint64_t d = __builtin_ia32_rdtsc() - anchor_tsc_;
     if (d >= window_ticks_) return reanchor();
     const auto ns = anchor_ns_ + std::uint64_t((static_cast<u128>(d) * ns_per_tick_q32_) >> 32);
     return last_ = std::max(ns, last_);  // never backwards across an anchor
@@ -63,9 +59,9 @@ class TscClock {
   /// interrupt or a VM exit could be microseconds off. False after three wide tries.
   bool sharp_reading(std::uint64_t& tsc, std::uint64_t& ns) noexcept {
     for (int attempt = 0; attempt < 3; ++attempt) {
-      const std::uint64_t t0 = __rdtsc();
+      const std::uint64_t t0 = __builtin_ia32_rdtsc();
       ns = now_ns();
-      const std::uint64_t width = __rdtsc() - t0;
+      const std::uint64_t width = __builtin_ia32_rdtsc() - t0;
       narrowest_ = std::min(narrowest_, width);
       if (width <= 2 * narrowest_ + 64) {
         tsc = t0 + width / 2;

@@ -6,14 +6,13 @@
 // the result. A SharedVector is not copied at all: each engine gets a view of its slice.
 #pragma once
 
+#include <cadre/detail/base/ranges.hpp>
 #include <cadre/codec.hpp>
 #include <cadre/detail/client/client_core.hpp>
 #include <cadre/detail/client/partition.hpp>
 #include <cadre/detail/client/requests.hpp>
 #include <cadre/detail/wire/wire.hpp>
 #include <cadre/shared_vector.hpp>
-
-#include <Eigen/Core>
 
 #include <limits>
 #include <span>
@@ -22,8 +21,13 @@
 
 namespace cadre::detail {
 
+/// An Eigen::Matrix/Array of numbers (their traits come with <cadre/eigen.hpp>).
 template <class T>
-concept eigen_dense = std::is_base_of_v<Eigen::DenseBase<T>, T> && is_raw_array_v<T>;
+concept eigen_dense = codec_impl::eigen_raw<T>;
+
+/// An Eigen type in a program that did not include <cadre/eigen.hpp>.
+template <class T>
+concept eigen_without_support = codec_impl::eigen_like<T> && !requires { codec_impl::raw_traits<typename T::PlainObject>::is_eigen; };
 
 /// One engine's part of a scatter whose memory is ready to be filled.
 struct PendingPush {
@@ -114,7 +118,7 @@ std::vector<Task> scatter_raw(const Targets& view, std::string_view name, const 
 /// Scatter of an Eigen matrix by row blocks (vectors: by segments), each engine's block of type M.
 template <class M>
 std::vector<Task> scatter_eigen(const Targets& view, std::string_view name, const M& m) {
-  static_assert(M::RowsAtCompileTime == Eigen::Dynamic || M::IsVectorAtCompileTime,
+  static_assert(M::RowsAtCompileTime == codec_impl::kDynamic || M::IsVectorAtCompileTime,
                 "cadre: scatter splits a matrix into row blocks, so its row count must be dynamic");
   using S = typename M::Scalar;
   check_name(name);
@@ -191,7 +195,7 @@ std::vector<Task> scatter_shared(const Targets& view, std::string_view name, con
 /// Scatter of any other sized range: engine p gets std::vector<E> of its chunk (E with flatten).
 template <class Range>
 std::vector<Task> scatter_generic(const Targets& view, std::string_view name, const Range& r, bool flatten) {
-  using E = std::ranges::range_value_t<Range>;
+  using E = range_value_t<Range>;
   const auto& ids = view.ids();
   const std::size_t n = std::size_t(std::ranges::size(r));
   auto it = std::ranges::begin(r);
@@ -276,15 +280,16 @@ M gather_eigen(std::span<const Task> tasks, std::string_view name) {
   using S = typename M::Scalar;
   throw_errors(tasks, ErrorPolicy::first);
   constexpr bool row_vector = M::RowsAtCompileTime == 1;
-  std::vector<Eigen::Map<const M>> blocks;
-  Eigen::Index total = 0, cols = -1, empty_cols = -1;
+  using Index = std::ptrdiff_t;  // Eigen::Index
+  std::vector<decltype(cadre::view<M>(std::span<const std::byte>{}))> blocks;
+  Index total = 0, cols = -1, empty_cols = -1;
   for (const auto& t : tasks) {
     const TypedView v = typed_of(*t);
     if (v.type_hash != type_hash<M>())
       throw type_error(std::string(v.type), type_name<M>(), "gather of '" + std::string(name) + "' from engine " + std::to_string(t->engine));
     blocks.push_back(cadre::view<M>(v.payload));
     const auto& b = blocks.back();
-    const Eigen::Index n = row_vector ? b.cols() : b.rows(), bc = row_vector ? 1 : b.cols();
+    const Index n = row_vector ? b.cols() : b.rows(), bc = row_vector ? 1 : b.cols();
     if (n == 0) {  // adds no rows: its width matters only when every block is empty
       if (empty_cols < 0) empty_cols = bc;
       continue;
@@ -294,7 +299,7 @@ M gather_eigen(std::span<const Task> tasks, std::string_view name) {
       throw type_error(std::to_string(bc) + " columns", std::to_string(cols) + " columns",
                        "gather of '" + std::string(name) + "': row blocks of different widths");
     cols = bc;
-    if (n > std::numeric_limits<Eigen::Index>::max() - total)
+    if (n > std::numeric_limits<Index>::max() - total)
       throw decode_error("gather of '" + std::string(name) + "': more rows than an Eigen::Index holds");
     total += n;
   }
@@ -304,9 +309,9 @@ M gather_eigen(std::span<const Task> tasks, std::string_view name) {
   else if constexpr (M::IsVectorAtCompileTime) out.resize(total, 1);
   else out.resize(total, cols);
   advise_huge_pages(out.data(), std::size_t(out.size()) * sizeof(S));
-  Eigen::Index at = 0;
+  Index at = 0;
   for (const auto& b : blocks) {
-    const Eigen::Index n = row_vector ? b.cols() : b.rows();
+    const Index n = row_vector ? b.cols() : b.rows();
     if (n == 0) continue;
     if constexpr (M::IsVectorAtCompileTime || M::IsRowMajor) {
       copy_bytes(out.data() + at * cols, b.data(), std::size_t(b.size()) * sizeof(S));

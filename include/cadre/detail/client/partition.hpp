@@ -1,15 +1,16 @@
 // cadre/detail/client/partition.hpp — how n items are split over k engines (IPython.parallel's rule), and big copies.
 #pragma once
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 namespace cadre::detail {
 
@@ -23,24 +24,43 @@ inline Chunk partition(std::size_t n, std::size_t k, std::size_t p) noexcept {
   return {p * q + std::min(p, r), q + (p < r ? 1 : 0)};
 }
 
-/// memcpy that splits copies of 16 MiB and more over oneTBB's threads. Measured in
-/// bench/data_bench.cpp: one core does not saturate memory bandwidth on large copies.
+/// Runs part(i) for every i in [0, parts) on up to one thread per CPU, the caller's among them.
+/// Only for copies of 16 MiB and more, where starting a thread (~50 µs) is a few percent of the
+/// copy. Plain threads rather than oneTBB's parallel_for: its headers would cost every program that
+/// includes cadre ~50,000 preprocessed lines (tools/compile-cost) for this one loop.
+template <class Part>
+void run_parts(std::size_t parts, Part&& part) {
+  const std::size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < parts;) part(i);
+  };
+  std::vector<std::thread> helpers;
+  try {
+    for (std::size_t k = 1; k < std::min(cpus, parts); ++k) helpers.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No thread to be had: the caller copies the rest alone.
+  }
+  work();
+  for (auto& t : helpers) t.join();
+}
+
+/// memcpy that splits copies of 16 MiB and more over the CPUs. Measured in bench/data_bench.cpp:
+/// one core does not saturate memory bandwidth on large copies.
 inline void copy_bytes(void* dst, const void* src, std::size_t n) {
   constexpr std::size_t kParallel = 16u << 20, kGrain = 4u << 20;
   if (n < kParallel) {
     if (n != 0) std::memcpy(dst, src, n);  // an empty source may be a null pointer
     return;
   }
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, (n + kGrain - 1) / kGrain), [&](const tbb::blocked_range<std::size_t>& r) {
-    for (std::size_t i = r.begin(); i != r.end(); ++i) {
-      const std::size_t at = i * kGrain, len = std::min(kGrain, n - at);
-      std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at, len);
-    }
+  run_parts((n + kGrain - 1) / kGrain, [&](std::size_t i) {
+    const std::size_t at = i * kGrain, len = std::min(kGrain, n - at);
+    std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at, len);
   });
 }
 
 /// Copies `count` runs of `run` bytes, run j from src + j*src_stride to dst + j*dst_stride: a block of
-/// rows of a column-major matrix, one run per column. Over oneTBB's threads from 16 MiB on, as copy_bytes.
+/// rows of a column-major matrix, one run per column. Over the CPUs from 16 MiB on, as copy_bytes.
 inline void copy_runs(std::byte* dst, std::size_t dst_stride, const std::byte* src, std::size_t src_stride, std::size_t run,
                       std::size_t count) {
   constexpr std::size_t kParallel = 16u << 20, kGrain = 1u << 20;
@@ -50,7 +70,7 @@ inline void copy_runs(std::byte* dst, std::size_t dst_stride, const std::byte* s
   };
   if (run * count < kParallel) return copy(0, count);
   const std::size_t per = std::max<std::size_t>(1, kGrain / run);
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count, per), [&](const tbb::blocked_range<std::size_t>& r) { copy(r.begin(), r.end()); });
+  run_parts((count + per - 1) / per, [&](std::size_t i) { copy(i * per, std::min(count, (i + 1) * per)); });
 }
 
 /// Asks for transparent huge pages on fresh memory of n bytes about to be written at once (a gathered

@@ -103,6 +103,16 @@ void encode_map(std::vector<std::byte>& out, bool same_program, const Transport&
   put_args<std::tuple<std::vector<V>...>>(w, chunks...);
 }
 
+/// "0, 1, 2": engine ids as views print them.
+inline std::string join_ids(const std::vector<int>& ids) {
+  std::string s;
+  for (int id : ids) {
+    if (!s.empty()) s += ", ";
+    s += std::to_string(id);
+  }
+  return s;
+}
+
 /// A view's engines and the client they belong to; what EngineView and DirectView are made of.
 class Targets {
  public:

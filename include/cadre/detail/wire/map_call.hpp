@@ -1,10 +1,10 @@
 // cadre/detail/wire/map_call.hpp — one engine task of a map: apply f to each element of its chunk(s).
 #pragma once
 
+#include <cadre/detail/base/ranges.hpp>
 #include <cadre/detail/wire/args.hpp>
 #include <cadre/detail/wire/call.hpp>
 
-#include <ranges>
 #include <tuple>
 #include <vector>
 
@@ -12,7 +12,7 @@ namespace cadre::detail {
 
 /// The element type a map over these ranges produces.
 template <class F, class... Ranges>
-using map_result_t = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const std::ranges::range_value_t<Ranges>&...>>;
+using map_result_t = std::decay_t<std::invoke_result_t<std::decay_t<F>&, const range_value_t<Ranges>&...>>;
 
 /// The next `count` elements from `it` (advanced past them), as a vector: one map task's chunk.
 template <class It>

@@ -12,6 +12,8 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdint>
@@ -204,29 +206,29 @@ inline void* resolve(const CodeRef& ref) {
   return reinterpret_cast<void*>(it->second + ref.offset);
 }
 
-}  // namespace cadre::detail
-
-#include <fstream>
-
-namespace cadre::detail {
-
 /// The GNU build-id of an ELF file on disk (empty when it has none or is not ELF64).
 inline BuildId build_id_of_file(const std::string& path) {
   BuildId id;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return id;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return id;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // Exactly n bytes at offset, or false.
+  const auto read_at = [fd](void* to, std::size_t n, std::uint64_t offset) {
+    return ::pread(fd, to, n, off_t(offset)) == ssize_t(n);
+  };
   ElfW(Ehdr) eh{};
-  if (!f.read(reinterpret_cast<char*>(&eh), sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+  if (!read_at(&eh, sizeof eh, 0) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
       eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum > 256)
     return id;
   std::vector<ElfW(Phdr)> ph(eh.e_phnum);
-  f.seekg(std::streamoff(eh.e_phoff));
-  if (!f.read(reinterpret_cast<char*>(ph.data()), std::streamsize(ph.size() * sizeof(ElfW(Phdr))))) return id;
+  if (!read_at(ph.data(), ph.size() * sizeof(ElfW(Phdr)), eh.e_phoff)) return id;
   for (const auto& p : ph) {
     if (p.p_type != PT_NOTE || p.p_filesz > (1u << 16)) continue;
     std::vector<std::uint8_t> notes(p.p_filesz);
-    f.seekg(std::streamoff(p.p_offset));
-    if (!f.read(reinterpret_cast<char*>(notes.data()), std::streamsize(notes.size()))) continue;
+    if (!read_at(notes.data(), notes.size(), p.p_offset)) continue;
     std::size_t at = 0;
     while (at + sizeof(ElfW(Nhdr)) <= notes.size()) {
       ElfW(Nhdr) n;
