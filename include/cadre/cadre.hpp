@@ -4,10 +4,6 @@
 // programming model of IPython.parallel's DirectView, over shared memory.
 #pragma once
 
-#define CADRE_VERSION_MAJOR 0
-#define CADRE_VERSION_MINOR 1
-#define CADRE_VERSION_PATCH 0
-
 #include <cadre/async_map_result.hpp>
 #include <cadre/async_result.hpp>
 #include <cadre/client.hpp>
@@ -25,8 +21,4 @@
 #include <cadre/shared_vector.hpp>
 #include <cadre/slice.hpp>
 #include <cadre/this_engine.hpp>
-
-namespace cadre {
-/// "0.1.0"
-inline const char* version() noexcept { return "0.1.0"; }
-}  // namespace cadre
+#include <cadre/version.hpp>  // generated from CMakeLists.txt's project(VERSION): cadre::version(), CADRE_VERSION_*

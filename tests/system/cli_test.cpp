@@ -240,6 +240,7 @@ TEST_F(cli, version_prints_the_library_version) {
   const Result r = cadre({"--version"});
   EXPECT_EQ(r.code, 0) << r.text();
   EXPECT_EQ(r.out, std::string(cadre::version()) + "\n");
+  EXPECT_EQ(r.out, std::string(CADRE_PROJECT_VERSION) + "\n");  // CMakeLists.txt's project(VERSION)
 }
 
 TEST_F(cli, bad_arguments_exit_two_with_a_message_naming_the_problem) {

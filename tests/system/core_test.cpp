@@ -1177,9 +1177,14 @@ TEST(capacity, a_send_that_fails_for_capacity_leaves_no_task_outstanding) {
   else waiter.detach();  // it ends when the cluster stops below and fails the task
 }
 
-TEST(version, is_0_1_0) {
-  EXPECT_STREQ(cadre::version(), "0.1.0");
-  EXPECT_EQ(CADRE_VERSION_MAJOR * 10000 + CADRE_VERSION_MINOR * 100 + CADRE_VERSION_PATCH, 100);
+// CADRE_PROJECT_VERSION is CMakeLists.txt's project(VERSION), passed by the build: the header the
+// tests include is the one generated from it, not a stale or installed copy.
+TEST(version, is_the_cmake_project_version) {
+  EXPECT_STREQ(cadre::version(), CADRE_PROJECT_VERSION);
+  EXPECT_EQ(std::to_string(CADRE_VERSION_MAJOR) + "." + std::to_string(CADRE_VERSION_MINOR) + "." +
+                std::to_string(CADRE_VERSION_PATCH),
+            CADRE_PROJECT_VERSION);
+  EXPECT_EQ(CADRE_VERSION, CADRE_VERSION_MAJOR * 10000 + CADRE_VERSION_MINOR * 100 + CADRE_VERSION_PATCH);
 }
 
 }  // namespace
