@@ -26,7 +26,8 @@
 #include <cadre/slice.hpp>
 #include <cadre/this_engine.hpp>
 
+/// The client API: clusters, clients, views, futures, namespaces, codecs and errors.
 namespace cadre {
-/// "0.1.0"
+/// The library's version, "MAJOR.MINOR.PATCH" (`cadre --version` prints it).
 inline const char* version() noexcept { return "0.1.0"; }
 }  // namespace cadre

@@ -19,17 +19,23 @@ namespace cadre {
 /// ```
 class EngineView : public BasicView<true> {
  public:
+  /// A view of no engine; assign one from a Client (`rc[0]`) before use.
   EngineView() = default;
+  /// \cond internal
+  // Client makes views; the id is checked there.
   EngineView(std::shared_ptr<detail::ClientCore> core, int id) : BasicView(detail::Targets(std::move(core), {id})) {}
+  /// \endcond
 
   /// This engine's id.
   int id() const { return targets().at(0); }
 };
 
+/// Prints `<EngineView 3>`, as fmt::format("{}", v) does.
 inline std::ostream& operator<<(std::ostream& os, const EngineView& v) { return os << "<EngineView " << v.id() << ">"; }
 
 }  // namespace cadre
 
+/// \cond internal
 template <>
 struct fmt::formatter<cadre::EngineView> : fmt::formatter<std::string_view> {
   template <class Ctx>
@@ -37,3 +43,4 @@ struct fmt::formatter<cadre::EngineView> : fmt::formatter<std::string_view> {
     return fmt::format_to(ctx.out(), "<EngineView {}>", v.id());
   }
 };
+/// \endcond
