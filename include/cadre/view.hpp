@@ -114,8 +114,8 @@ class BasicView {
     });
   }
 
-  /// `view["a"] = 5` pushes a value.
-  /// It refers to its view, so it is used in the statement that makes it.
+  /// The name "a" of `view["a"]`: assigning to it pushes a value, get<T>() pulls it. It refers to
+  /// its view, so use it within the statement that makes it.
   class Item {
    public:
     /// The name `name` on the engines of v.
