@@ -22,29 +22,44 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
   using Base = AsyncResult<std::vector<R>>;
 
  public:
+  /// An empty result, as AsyncResult's.
   AsyncMapResult() = default;
-  /// `tasks` each produce a std::vector<R>; `order` lists task indices in the order to yield them
-  /// (empty: in completion order).
+  /// \cond internal
+  // `tasks` each produce a std::vector<R>; ordered: yield them in task order, else in completion order.
   AsyncMapResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, bool ordered = true)
       : Base(core, tasks, concat(ordered)), ordered_(ordered) {}
+  /// \endcond
 
+  /// An input iterator over the results, from begin(); it compares equal to end() (a
+  /// std::default_sentinel_t) after the last. Advancing it may wait for the next task, and rethrows
+  /// that task's error (the remaining results are then not iterated).
   class iterator {
    public:
+    ///@{
+    /// The standard iterator types: an input iterator over const R.
     using iterator_category = std::input_iterator_tag;
     using value_type = R;
     using difference_type = std::ptrdiff_t;
     using pointer = const R*;
     using reference = const R&;
+    ///@}
 
+    /// A past-the-end iterator.
     iterator() = default;
-    iterator(const AsyncMapResult* m) : m_(m) { advance_chunk(); }
+    /// The first result of m: waits for the first task to yield.
+    explicit iterator(const AsyncMapResult* m) : m_(m) { advance_chunk(); }
+    /// The current result, valid until the iterator moves past its task's chunk.
     reference operator*() const { return (*chunk_)[pos_]; }
+    /// A pointer to the current result.
     pointer operator->() const { return &(*chunk_)[pos_]; }
+    /// The next result; waits for its task when the current chunk is used up.
     iterator& operator++() {
       if (++pos_ >= chunk_->size()) advance_chunk();
       return *this;
     }
+    /// As ++it (an input iterator keeps no copy of the previous position).
     void operator++(int) { ++*this; }
+    /// True once every result has been yielded.
     friend bool operator==(const iterator& a, std::default_sentinel_t) { return a.m_ == nullptr; }
 
    private:
@@ -68,7 +83,10 @@ class AsyncMapResult : public AsyncResult<std::vector<R>> {
     std::vector<bool> done_;
   };
 
+  /// The first result: waits for the first task to yield (in input order, or in completion order
+  /// for an unordered map). Each call starts a new pass over the results.
   iterator begin() const { return iterator(this); }
+  /// The end of the iteration.
   std::default_sentinel_t end() const { return {}; }
 
  private:

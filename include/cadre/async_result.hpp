@@ -37,12 +37,19 @@ struct ResultAccess;
 template <class T>
 class AsyncResult {
  public:
+  /// What get() returns: a single value, a std::vector with one element per task, or void.
   using value_type = T;
+  /// \cond internal
   using Combine = std::function<T(std::span<const detail::Task>)>;
+  /// \endcond
 
+  /// An empty result: every member but assignment throws cadre::error until one is assigned.
   AsyncResult() = default;
+  /// \cond internal
+  // The views make results; a user never needs to.
   AsyncResult(std::shared_ptr<detail::ClientCore> core, std::vector<detail::Task> tasks, Combine combine)
       : core_(std::move(core)), s_(std::make_shared<State>(std::move(tasks), std::move(combine))) {}
+  /// \endcond
 
   /// A result computed on the client from this one's value when it is ready: `ar.then([](int x) { return x + 1; })`.
   /// f runs when the new result is first waited on (get/wait), on the waiting thread.
@@ -133,13 +140,14 @@ class AsyncResult {
     return end > state().submitted_ns ? double(end - state().submitted_ns) * 1e-9 : 0.0;
   }
 
-  /// Tasks finished so far, and in all.
+  /// How many of the tasks have finished so far (without waiting; what has arrived is taken in).
   std::size_t progress() const {
     take_in();
     std::size_t n = 0;
     for (const auto& t : all_tasks()) n += t->is_done();
     return n;
   }
+  /// How many tasks the result waits for: one per engine of a DirectView call, one per chunk of a map.
   std::size_t size() const { return all_tasks().size(); }
 
   /// Waits, showing progress on stderr: redrawn in place on a terminal, one summary line otherwise.
@@ -150,9 +158,10 @@ class AsyncResult {
     draw(tty);
   }
 
-  /// What each task printed to stdout / stderr on its engine, one string per task (in msg_ids order).
+  /// What each task printed to stdout on its engine, one string per task (in msg_ids() order).
   /// Waits for the result.
   std::vector<std::string> stdout() const { return outputs(false); }
+  /// What each task printed to stderr on its engine, as stdout() does.
   std::vector<std::string> stderr() const { return outputs(true); }
 
   /// Prints the tasks' output to this process's stdout / stderr, each line prefixed "[stdout:N] " or
@@ -183,11 +192,14 @@ class AsyncResult {
     return all;
   }
 
-  /// When and where task i ran.
+  /// When and where a task ran; the times are of std::chrono::steady_clock, zero until known.
   struct TaskMetadata {
     int engine_id;  ///< -1 while not known (a load-balanced task not finished yet)
-    std::chrono::steady_clock::time_point submitted, started, completed;
+    std::chrono::steady_clock::time_point submitted;  ///< when the client sent the task
+    std::chrono::steady_clock::time_point started;    ///< when its engine began it
+    std::chrono::steady_clock::time_point completed;  ///< when its engine finished it
   };
+  /// When and where task i (in msg_ids() order) ran. std::out_of_range for i >= size().
   TaskMetadata metadata(std::size_t i = 0) const {
     take_in();
     const auto tasks = all_tasks();
@@ -200,6 +212,7 @@ class AsyncResult {
   }
 
  protected:
+  /// \cond internal
   friend struct detail::ResultAccess;
 
   /// A result of one task that `core` has not sent yet, allocated together with it: one heap block
@@ -336,6 +349,7 @@ class AsyncResult {
 
   std::shared_ptr<detail::ClientCore> core_;
   std::shared_ptr<State> s_;
+  /// \endcond
 };
 
 namespace detail {

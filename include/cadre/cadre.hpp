@@ -22,3 +22,6 @@
 #include <cadre/slice.hpp>
 #include <cadre/this_engine.hpp>
 #include <cadre/version.hpp>  // generated from CMakeLists.txt's project(VERSION): cadre::version(), CADRE_VERSION_*
+
+/// The client API: clusters, clients, views, futures, namespaces, codecs and errors.
+namespace cadre {}

@@ -45,10 +45,12 @@ namespace cadre {
 /// a user type is an allocation before it is an error).
 template <class T>
 struct cereal_codec {
+  /// "cereal:" and T's demangled name; specialize codec<T> to give a stable one.
   static std::string name() {
     return "cereal:" + detail::codec_impl::demangle_type(typeid(T).name());
   }
 
+  /// Appends v, as cereal's binary archive writes it, to out.
   static void encode(const T& v, std::vector<std::byte>& out) {
     detail::codec_impl::AppendBuf buf(out);
     std::ostream os(&buf);
@@ -56,6 +58,7 @@ struct cereal_codec {
     ar(v);
   }
 
+  /// A T loaded from exactly the bytes of in; decode_error for truncated input or trailing bytes.
   static T decode(std::span<const std::byte> in) {
     static_assert(std::is_default_constructible_v<T>,
                   "cadre::cereal_codec<T>: T must be default-constructible to be decoded");
@@ -79,6 +82,7 @@ struct cereal_codec {
     return v;
   }
 
+  /// The number of bytes encode() appends for v (it serializes v once to count them).
   static std::size_t size(const T& v) {
     detail::codec_impl::CountBuf buf;
     std::ostream os(&buf);

@@ -46,7 +46,9 @@ class Client {
     std::iota(ids.begin(), ids.end(), 0);
     return ids;
   }
+  /// How many engines the cluster has.
   std::size_t size() const noexcept { return core_->engine_count(); }
+  /// The name of the cluster this client is connected to.
   const std::string& cluster() const noexcept { return name_; }
 
   /// One engine; negative indices count from the end. std::out_of_range for a bad index.
@@ -55,27 +57,34 @@ class Client {
   DirectView operator[](all_t) const { return DirectView(core_, ids()); }
   /// The engines a Python-style slice selects.
   DirectView operator[](const slice& s) const { return DirectView(core_, detail::resolve_slice(s, int(size()))); }
-  /// These engines, in this order.
+  ///@{
+  /// `rc[{3, 1}]`; negative ids count from the end. std::out_of_range for a bad id or an empty list.
   DirectView operator[](const std::vector<int>& ids) const { return DirectView(core_, detail::resolve_list(ids, int(size()))); }
   DirectView operator[](std::initializer_list<int> ids) const { return (*this)[std::vector<int>(ids)]; }
+  ///@}
 
   /// A DirectView of every engine (the same as rc[cadre::all]).
   DirectView direct_view() const { return (*this)[all]; }
 
-  /// A view that runs each task on whichever engine is free: all engines, or only these.
+  ///@{
+  /// A view that runs each task on whichever engine is free: all engines, or only these
+  /// (std::out_of_range for a bad id).
   LoadBalancedView load_balanced_view() const { return LoadBalancedView(core_, ids()); }
   LoadBalancedView load_balanced_view(const std::vector<int>& targets) const {
     return LoadBalancedView(core_, detail::resolve_list(targets, int(size())));
   }
   LoadBalancedView load_balanced_view(std::initializer_list<int> targets) const { return load_balanced_view(std::vector<int>(targets)); }
+  ///@}
 
-  /// Per engine: tasks queued in its own queue, whether it is running one, and tasks done so far.
+  /// One engine's line of queue_status().
   struct EngineQueue {
-    int engine;
-    std::uint64_t queued;
-    bool running;
-    std::uint64_t done;
+    int engine;             ///< the engine id
+    std::uint64_t queued;   ///< tasks waiting in the engine's own queue (direct tasks)
+    bool running;           ///< whether it is running a task now
+    std::uint64_t done;     ///< tasks it has finished since it started
   };
+  /// Per engine: tasks queued in its own queue, whether it is running one, and tasks done so far
+  /// (IPython.parallel's `rc.queue_status()`). A snapshot: the engines go on meanwhile.
   std::vector<EngineQueue> queue_status() const {
     core_->poll_now();  // what has arrived counts as done
     std::vector<EngineQueue> out;
@@ -106,10 +115,14 @@ class Client {
   /// Tasks sent but not finished.
   std::size_t outstanding() const { return core_->pending(); }
 
-  /// For cadre's own tools and tests.
+  /// \cond internal
+  // For cadre's own tools and tests.
   const std::shared_ptr<detail::ClientCore>& core() const noexcept { return core_; }
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return segment_; }
+  /// \endcond
 
+  /// The cluster Client() connects to: $CADRE_CLUSTER, else "default". Throws argument_error
+  /// (naming the variable) when $CADRE_CLUSTER is not a valid cluster name.
   static std::string default_cluster() {
     const char* e = std::getenv("CADRE_CLUSTER");
     if (!e || !*e) return "default";

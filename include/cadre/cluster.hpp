@@ -29,6 +29,9 @@ namespace cadre {
 /// ```
 class Cluster {
  public:
+  /// Starts the engines and returns once every one is ready to serve. Throws argument_error for bad
+  /// options, connection_error when the name is in use, and cadre::error when an engine does not
+  /// start within ClusterOptions::start_timeout (its output is quoted); nothing is left behind then.
   explicit Cluster(ClusterOptions opts = {}) : launcher_(std::move(opts)) {}
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;

@@ -18,7 +18,7 @@ struct ClusterOptions {
   int threads_per_engine = 0;            ///< oneTBB/Eigen threads per engine; 0: CPUs / engines, at least 1
   bool restart_engines = false;          ///< replace an engine that dies (same id, new generation)
   std::string log_dir;                   ///< empty: engine output on stderr as "[engine N] ..."; else log_dir/engine-N.log
-  std::chrono::milliseconds start_timeout{10000};
+  std::chrono::milliseconds start_timeout{10000};  ///< how long the engines have to become ready
 };
 
 }  // namespace cadre

@@ -86,11 +86,15 @@ struct codec : detail::codec_impl::fallback_codec<T> {};
 template <class T>
 requires std::is_arithmetic_v<T>
 struct codec<T> {
+  /// Every payload is sizeof(T) bytes.
   static constexpr std::size_t fixed_size = sizeof(T);
+  /// "i32", "u8", "f64", "bool", "char", ...
   static std::string name() { return detail::codec_impl::arithmetic_name<T>(); }
+  /// Appends the sizeof(T) bytes of v.
   static void encode(const T& v, std::vector<std::byte>& out) {
     std::memcpy(detail::codec_impl::grow(out, sizeof(T)), &v, sizeof(T));
   }
+  /// v from exactly sizeof(T) bytes; decode_error for another size, or a bool byte other than 0 or 1.
   static T decode(std::span<const std::byte> in) {
     if (in.size() != sizeof(T))
       detail::codec_impl::fail_decode(name(), "expected " + std::to_string(sizeof(T)) +
@@ -106,6 +110,7 @@ struct codec<T> {
       return v;
     }
   }
+  /// sizeof(T).
   static std::size_t size(const T&) { return sizeof(T); }
 };
 
@@ -202,35 +207,44 @@ void copy_raw(E* dst, std::span<const std::byte> in, std::size_t n) {
 /// "vec<NAME>" of raw elements: [u64 count][u64 0][count * sizeof(E) bytes].
 template <detail::codec_impl::raw_element E, class A>
 struct codec<std::vector<E, A>> {
-  using V = std::vector<E, A>;
+  using V = std::vector<E, A>;  ///< the vector type
+  /// "vec<" + the element's name + ">".
   static std::string name() { return "vec<" + codec<E>::name() + ">"; }
+  /// Appends the header and the elements' bytes.
   static void encode(const V& v, std::vector<std::byte>& out) {
     detail::codec_impl::put_raw(out, v.size(), 0, v.data(), v.size());
   }
+  /// A vector from one payload; decode_error when the header and the size disagree.
   static V decode(std::span<const std::byte> in) {
     const auto s = detail::codec_impl::check_raw<V>(in);
     V v(s.elements);
     detail::codec_impl::copy_raw(v.data(), in, s.elements);
     return v;
   }
+  /// 16 header bytes plus the elements'.
   static std::size_t size(const V& v) { return detail::kRawHeader + v.size() * sizeof(E); }
 };
 
 /// "arr<NAME,N>" of raw elements: [u64 N][u64 0][N * sizeof(E) bytes].
 template <detail::codec_impl::raw_element E, std::size_t N>
 struct codec<std::array<E, N>> {
-  using V = std::array<E, N>;
+  using V = std::array<E, N>;  ///< the array type
+  /// Every payload has the 16 header bytes and N elements.
   static constexpr std::size_t fixed_size = detail::kRawHeader + N * sizeof(E);
+  /// "arr<" + the element's name + "," + N + ">".
   static std::string name() { return "arr<" + codec<E>::name() + "," + std::to_string(N) + ">"; }
+  /// Appends the header and the elements' bytes.
   static void encode(const V& v, std::vector<std::byte>& out) {
     detail::codec_impl::put_raw(out, N, 0, v.data(), N);
   }
+  /// An array from one payload; decode_error when the header does not say N elements.
   static V decode(std::span<const std::byte> in) {
     detail::codec_impl::check_raw<V>(in);
     V v;
     detail::codec_impl::copy_raw(v.data(), in, N);
     return v;
   }
+  /// fixed_size.
   static std::size_t size(const V&) { return fixed_size; }
 };
 

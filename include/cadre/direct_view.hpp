@@ -31,9 +31,14 @@ struct ScatterOptions {
 /// ```
 class DirectView : public BasicView<false>, public MapCalls<DirectView> {
  public:
+  /// A view of no cluster; assign one from a Client (`rc[cadre::all]`) before use.
   DirectView() = default;
+  /// \cond internal
+  // Client makes views; the ids are checked there.
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<int> ids) : BasicView(detail::Targets(std::move(core), std::move(ids))) {}
+  /// \endcond
 
+  /// cadre::ScatterOptions, as `dview.scatter("id", ids, {.flatten = true})` spells it.
   using ScatterOptions = cadre::ScatterOptions;
 
   /// Splits `data` over the view's engines, contiguous chunks in target order (engine p of k gets
@@ -64,6 +69,7 @@ class DirectView : public BasicView<false>, public MapCalls<DirectView> {
     return blocking(make<void>(std::move(tasks), "scatter", detail::ErrorPolicy::first));
   }
 
+  /// scatter of a braced list: `dview.scatter("a", {1, 2, 3, 4})`.
   template <class E>
   AsyncResult<void> scatter(std::string_view name, std::initializer_list<E> data, ScatterOptions opts = {}) const {
     return scatter(name, std::vector<E>(data), opts);

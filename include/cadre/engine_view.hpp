@@ -19,8 +19,12 @@ namespace cadre {
 /// ```
 class EngineView : public BasicView<true> {
  public:
+  /// A view of no engine; assign one from a Client (`rc[0]`) before use.
   EngineView() = default;
+  /// \cond internal
+  // Client makes views; the id is checked there.
   EngineView(std::shared_ptr<detail::ClientCore> core, int id) : BasicView(detail::Targets(std::move(core), {id})) {}
+  /// \endcond
 
   /// This engine's id.
   int id() const { return targets().at(0); }

@@ -19,11 +19,15 @@ struct error : std::runtime_error {
 /// A function that ran on an engine threw: engine id, demangled exception type and message.
 class remote_error : public error {
  public:
+  /// what() reads "engine 2 raised std::runtime_error: message".
   remote_error(int engine_id, std::string type, std::string message)
       : error("engine " + std::to_string(engine_id) + " raised " + type + ": " + message),
         engine_id_(engine_id), type_(std::move(type)), message_(std::move(message)) {}
+  /// The engine the function threw on.
   int engine_id() const noexcept { return engine_id_; }
+  /// The demangled type of what it threw, e.g. "std::invalid_argument".
   const std::string& type() const noexcept { return type_; }
+  /// The thrown exception's what().
   const std::string& message() const noexcept { return message_; }
 
  private:
@@ -34,9 +38,12 @@ class remote_error : public error {
 /// A task's engine died while the task was queued or running (never a hang).
 class engine_error : public error {
  public:
+  /// detail, when given, is appended to what(): the engine's stack at the crash, or how it exited.
   engine_error(int engine_id, int pid, int signal, const std::string& detail = {})
       : error(describe(engine_id, pid, signal, detail)), engine_id_(engine_id), pid_(pid), signal_(signal) {}
+  /// The engine that died.
   int engine_id() const noexcept { return engine_id_; }
+  /// Its process id when it died.
   int pid() const noexcept { return pid_; }
   /// The signal that killed the engine, or 0 when it exited or the signal is unknown.
   int signal() const noexcept { return signal_; }
@@ -59,13 +66,16 @@ class engine_error : public error {
 /// A many-engine call failed on some engines: one remote/engine error per failed engine.
 class composite_error : public error {
  public:
+  /// One engine's failure.
   struct failure {
-    int engine_id;
-    std::string what;
-    std::exception_ptr error;  // the engine's own error (remote_error, engine_error, ...)
+    int engine_id;             ///< the engine whose task failed
+    std::string what;          ///< its error's what()
+    std::exception_ptr error;  ///< the engine's own error (remote_error, engine_error, ...), to rethrow
   };
+  /// what() lists every failure, one line per engine.
   explicit composite_error(std::vector<failure> failures)
       : error(describe(failures)), failures_(std::move(failures)) {}
+  /// The failures, in the order of the view's targets.
   const std::vector<failure>& failures() const noexcept { return failures_; }
 
   /// Throws the first engine's own error (IPython's raise_exception()).
@@ -100,11 +110,14 @@ struct timeout_error : error {
 /// No value of that name on that engine.
 class name_error : public error {
  public:
+  /// what() names the name and the engine, and how to define it.
   name_error(int engine_id, std::string name)
       : error("name '" + name + "' is not defined on engine " + std::to_string(engine_id) +
               "; push it first (view[\"" + name + "\"] = value) or check the spelling"),
         engine_id_(engine_id), name_(std::move(name)) {}
+  /// The engine that lacks the name.
   int engine_id() const noexcept { return engine_id_; }
+  /// The name that is not defined.
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -115,10 +128,13 @@ class name_error : public error {
 /// A stored value was asked for as another type; both types are named.
 class type_error : public error {
  public:
+  /// what() reads "<context>: stored vec<f64>, requested vec<i32>".
   type_error(std::string stored, std::string requested, const std::string& context)
       : error(context + ": stored " + stored + ", requested " + requested),
         stored_(std::move(stored)), requested_(std::move(requested)) {}
+  /// The structural name of the stored value's type (codec<T>::name()), e.g. "vec<f64>".
   const std::string& stored() const noexcept { return stored_; }
+  /// The structural name of the type asked for.
   const std::string& requested() const noexcept { return requested_; }
 
  private:

@@ -1,6 +1,9 @@
 // cadre/export.hpp — CADRE_EXPORT, which lets generic `cadre-engine`s call a C++ function of a shared library.
 #pragma once
 
+/// \file
+/// CADRE_EXPORT: lets generic `cadre-engine`s call a C++ function of a shared library.
+
 #include <cadre/detail/wire/call.hpp>
 #include <cadre/detail/wire/exports.hpp>
 
@@ -19,7 +22,7 @@
 /// std::vector<double> means = client[cadre::all].apply_sync(mean, cadre::ref("samples"));
 /// ```
 ///
-/// C functions whose parameters and result are numbers (like ::cos) need no export: they are called
+/// C functions whose parameters and result are numbers (like cos from libm) need no export: they are called
 /// through libffi.
 #define CADRE_EXPORT(fn)                                                                                      \
   [[maybe_unused]] static const bool cadre_export_##fn = ::cadre::detail::register_export(                    \

@@ -37,13 +37,17 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
   /// When true, apply and map wait for their result and rethrow errors before returning.
   bool block = false;
 
+  /// A view of no cluster; assign one from Client::load_balanced_view() before use.
   LoadBalancedView() = default;
+  /// \cond internal
+  // Client makes views; the targets are checked there.
   LoadBalancedView(std::shared_ptr<detail::ClientCore> core, std::vector<int> targets)
       : core_(std::move(core)), targets_(std::move(targets)) {
     std::uint64_t mask = 0;
     for (int e : targets_) mask |= e < 64 ? (1ull << e) : ~0ull;
     queue_ = core_->transport().balanced_queue(mask);
   }
+  /// \endcond
 
   /// Calls f(args...) on the first free engine.
   template <class F, class... Args>
@@ -55,11 +59,13 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
     return std::move(made.first);
   }
 
+  /// Calls f(args...) on the first free engine and waits for the result (its error rethrown).
   template <class F, class... Args>
   detail::call_result_t<F, Args...> apply_sync(F&& f, Args&&... args) const {
     return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
   }
 
+  /// apply_async, or apply_sync's waiting when `block` is set (the result is then ready).
   template <class F, class... Args>
   AsyncResult<detail::call_result_t<F, Args...>> apply(F&& f, Args&&... args) const {
     auto r = apply_async(std::forward<F>(f), std::forward<Args>(args)...);

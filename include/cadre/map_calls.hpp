@@ -39,37 +39,45 @@ concept map_sequence = detail::input_range<const R> && detail::sized_range<const
 template <class View>
 class MapCalls {
  public:
-  /// Maps f over the sequences (zipped when several) and returns at once.
+  /// Maps f over the sequences (zipped when several) and returns an AsyncMapResult at once; the
+  /// overloads with a MapOptions take one, two or three sequences. argument_error when the
+  /// sequences' lengths differ.
   template <class F, detail::map_sequence Range, detail::map_sequence... Ranges>
   auto map_async(F&& f, const Range& xs, const Ranges&... more) const {
     return self().map_tasks(f, MapOptions{}, xs, more...);
   }
+  /// map_async of one sequence with options: `view.map_async(f, xs, {.chunksize = 8})`.
   template <class F, detail::map_sequence R1>
   auto map_async(F&& f, const R1& xs, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs);
   }
+  /// map_async of f(x, y) over two sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2>
   auto map_async(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs, ys);
   }
+  /// map_async of f(x, y, z) over three sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
   auto map_async(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs, ys, zs);
   }
 
-  /// map_async, waiting for the results (errors rethrown).
+  /// map_async, waiting for the results: a std::vector of f's results (errors rethrown).
   template <class F, detail::map_sequence Range, detail::map_sequence... Ranges>
   auto map_sync(F&& f, const Range& xs, const Ranges&... more) const {
     return self().map_tasks(f, MapOptions{}, xs, more...).get();
   }
+  /// map_sync of one sequence with options: `view.map_sync(f, xs, {.chunksize = 8})`.
   template <class F, detail::map_sequence R1>
   auto map_sync(F&& f, const R1& xs, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs).get();
   }
+  /// map_sync of f(x, y) over two sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2>
   auto map_sync(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs, ys).get();
   }
+  /// map_sync of f(x, y, z) over three sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
   auto map_sync(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
     return self().map_tasks(f, opts, xs, ys, zs).get();
@@ -80,14 +88,17 @@ class MapCalls {
   auto map(F&& f, const Range& xs, const Ranges&... more) const {
     return wait_if_blocking(self().map_tasks(f, MapOptions{}, xs, more...));
   }
+  /// map of one sequence with options: `view.map(f, xs, {.chunksize = 8})`.
   template <class F, detail::map_sequence R1>
   auto map(F&& f, const R1& xs, const MapOptions& opts) const {
     return wait_if_blocking(self().map_tasks(f, opts, xs));
   }
+  /// map of f(x, y) over two sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2>
   auto map(F&& f, const R1& xs, const R2& ys, const MapOptions& opts) const {
     return wait_if_blocking(self().map_tasks(f, opts, xs, ys));
   }
+  /// map of f(x, y, z) over three sequences of equal length, with options.
   template <class F, detail::map_sequence R1, detail::map_sequence R2, detail::map_sequence R3>
   auto map(F&& f, const R1& xs, const R2& ys, const R3& zs, const MapOptions& opts) const {
     return wait_if_blocking(self().map_tasks(f, opts, xs, ys, zs));

@@ -43,8 +43,11 @@ class Namespace {
   struct is_std_vector<std::vector<E, A>> : std::true_type {};
 
  public:
+  /// \cond internal
+  // The engine makes its namespace; user code receives it as a `cadre::Namespace&` parameter.
   Namespace() = default;
   Namespace(detail::Segment* seg, int engine_id) noexcept : seg_(seg), id_(engine_id) {}
+  /// \endcond
   Namespace(const Namespace&) = delete;
   Namespace& operator=(const Namespace&) = delete;
   ~Namespace() { clear(); }
@@ -147,6 +150,7 @@ class Namespace {
     }
   }
 
+  /// True when name holds a value.
   bool contains(std::string_view name) const { return values_.find(name) != values_.end(); }
 
   /// Removes name; true if it was there.
@@ -158,6 +162,7 @@ class Namespace {
     return true;
   }
 
+  /// Every name that holds a value, sorted.
   std::vector<std::string> names() const {
     std::vector<std::string> out;
     for (const auto& [k, v] : values_) out.push_back(k);
@@ -167,8 +172,10 @@ class Namespace {
   /// The structural type name stored under name (e.g. "vec<f64>").
   std::string type_of(std::string_view name) const { return std::string(typed(name).type); }
 
+  /// The id of the engine this namespace belongs to.
   int engine_id() const noexcept { return id_; }
 
+  /// Removes every name, freeing the values' memory in the segment.
   void clear() {
     for (auto& [k, v] : values_) drop(v);
     values_.clear();

@@ -17,7 +17,8 @@ namespace cadre {
 /// The name must hold a value of the parameter's type on each engine; otherwise the call fails
 /// with cadre::name_error or cadre::type_error.
 struct ref {
-  std::string name;
+  std::string name;  ///< the name in each engine's namespace
+  /// Refers to the value named n.
   explicit ref(std::string n) : name(std::move(n)) {}
 };
 

@@ -13,16 +13,16 @@ inline constexpr int end = INT_MAX;
 
 /// A Python-style slice of engine ids: start, stop (exclusive), step; negative values count from the end.
 struct slice {
-  int start = 0;
-  int stop = end;
-  int step = 1;
+  int start = 0;   ///< the first engine id (negative: from the end)
+  int stop = end;  ///< one past the last (exclusive); cadre::end for "to the end"
+  int step = 1;    ///< the stride; negative goes backwards; 0 is std::out_of_range
 };
 
 /// Every engine: `rc[cadre::all]` is Python's `rc[:]`.
 struct all_t {
   explicit constexpr all_t() = default;
 };
-inline constexpr all_t all{};
+inline constexpr all_t all{};  ///< every engine: `rc[cadre::all]`
 
 namespace detail {
 

@@ -16,6 +16,7 @@ inline EngineContext& engine_context() noexcept {
 }
 }  // namespace detail
 
+/// For code running on an engine: its id and its namespace.
 namespace this_engine {
 
 /// This engine's id (0..n-1), or -1 when called outside an engine (in a client).

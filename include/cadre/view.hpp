@@ -19,14 +19,18 @@ namespace cadre {
 template <bool Single>
 class BasicView {
  public:
+  /// What a call whose function returns R gives: R for one engine, std::vector<R> for many.
   template <class R>
   using result_t = std::conditional_t<Single, R, detail::many_t<R>>;
 
   /// When true, apply/execute/push/erase wait for their result and rethrow errors before returning.
   bool block = false;
 
+  /// A view of no engines; assign one from a Client before use.
   BasicView() = default;
+  /// \cond internal
   explicit BasicView(detail::Targets t) : t_(std::move(t)) {}
+  /// \endcond
 
   /// Calls f(args...) on every engine of the view; `cadre::ref("x")` arguments are read from each
   /// engine's namespace. A function whose first parameter is `cadre::Namespace&` receives the engine's.
@@ -84,6 +88,7 @@ class BasicView {
     return pull_async<T>(name).get();
   }
 
+  /// pull without waiting: the value(s) of name as T, when get() is called.
   template <class T>
   AsyncResult<result_t<T>> pull_async(std::string_view name) const {
     return make<T>(t_.named(detail::RecordKind::pull, name), "value '" + std::string(name) + "'", detail::ErrorPolicy::first);
@@ -109,15 +114,19 @@ class BasicView {
     });
   }
 
-  /// `view["a"] = 5` pushes a value.
+  /// The name "a" of `view["a"]`: assigning to it pushes a value, get<T>() pulls it. It refers to
+  /// its view, so use it within the statement that makes it.
   class Item {
    public:
+    /// The name `name` on the engines of v.
     Item(const BasicView& v, std::string name) : v_(v), name_(std::move(name)) {}
+    /// Pushes value under the name, as view.push(name, value) (waiting only when the view blocks).
     template <class T>
     Item& operator=(const T& value) {
       v_.push(name_, value);
       return *this;
     }
+    /// Pushes a std::string: a string literal is stored as text, not as a pointer.
     Item& operator=(const char* s) { return *this = std::string(s); }
     /// The value, pulled as T.
     template <class T>
@@ -129,13 +138,16 @@ class BasicView {
     const BasicView& v_;
     std::string name_;
   };
+  /// `view["a"] = 5` pushes; `view["a"].get<int>()` pulls.
   Item operator[](std::string_view name) const { return Item(*this, std::string(name)); }
 
   /// The engine ids of this view, in order.
   const std::vector<int>& targets() const noexcept { return t_.ids(); }
+  /// How many engines the view has (1 for an EngineView).
   std::size_t size() const noexcept { return t_.ids().size(); }
 
  protected:
+  /// \cond internal
   /// What combines the view's tasks into its result: a single value, or one per engine.
   template <class R, class Label>
   static auto combiner(Label what, detail::ErrorPolicy policy) {
@@ -155,6 +167,7 @@ class BasicView {
   }
 
   detail::Targets t_;
+  /// \endcond
 };
 
 }  // namespace cadre

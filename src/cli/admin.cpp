@@ -1,5 +1,6 @@
 // src/cli/admin.cpp — `cadre status`, `list` and `stop`: printers over src/admin/admin.hpp.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -58,9 +59,10 @@ std::string describe(const detail::ClusterInfo& c) {
 int status(const std::string& name) {
   const auto info = detail::inspect_cluster(name);
   if (!info)
-    throw connection_error("no cluster named '" + name +
-                           "' is running for this user; start one with `cadre start -n 4" +
-                           name_flag(name) + "`, or see `cadre list`");
+    throw exit_error(kExitNotRunning, "no cluster named '" + name +
+                                          "' is running for this user; start one with `cadre "
+                                          "start -n 4" +
+                                          name_flag(name) + "`, or see `cadre list`");
   const auto& c = *info;
   fmt::print("cluster '{}': {}\n", c.name, describe(c));
   if (!c.readable()) {
@@ -111,8 +113,23 @@ int list() {
   return kExitOk;
 }
 
-int stop(const StopOptions& opts) {
-  const auto report = detail::stop_cluster(opts.name, opts.timeout);
+namespace {
+
+/// Stops one cluster and says what it did; the exit status of `cadre stop --name NAME`.
+int stop_one(const std::string& name, std::chrono::milliseconds timeout) {
+  const auto not_running = [&] {
+    return exit_error(kExitNotRunning,
+                      "no cluster named '" + name +
+                          "' is running for this user; `cadre list` shows the clusters there are");
+  };
+  if (!detail::segment_exists(name)) throw not_running();
+  detail::StopReport report;
+  try {
+    report = detail::stop_cluster(name, timeout);
+  } catch (const connection_error&) {
+    if (!detail::segment_exists(name)) throw not_running();  // it went away since the check above
+    throw;
+  }
   // The cluster is gone, and so go the logs `cadre start` kept for it (a --log-dir is the user's).
   const auto remove_logs = [&] {
     detail::remove_cluster_logs(report.name, report.log_dir.empty()
@@ -138,11 +155,41 @@ int stop(const StopOptions& opts) {
         "  not kill them. An engine leaves when its current task ends; if they do not, end them\n"
         "  with `kill {}`.\n",
         report.lingering.size() == 1 ? "" : "s", fmt::join(report.lingering, ", "), report.name,
-        opts.timeout.count(), fmt::join(report.lingering, " "));
+        timeout.count(), fmt::join(report.lingering, " "));
     return kExitFailure;  // the engines left may still write their logs: they stay
   }
   remove_logs();
   return kExitOk;
+}
+
+/// `cadre stop --all`: every cluster `cadre list` shows, each reported; one that cannot be stopped
+/// does not keep the others running. kExitOk when all are gone, also when there were none: the
+/// state a script asks for ("none of mine is running") holds either way.
+int stop_all(std::chrono::milliseconds timeout) {
+  const auto clusters = detail::list_clusters();
+  if (clusters.empty()) {
+    fmt::print("no clusters for this user (uid {}) to stop\n", ::geteuid());
+    return kExitOk;
+  }
+  int status = kExitOk;
+  for (const auto& c : clusters) {
+    try {
+      if (stop_one(c.name, timeout) != kExitOk) status = kExitFailure;
+    } catch (const exit_error&) {
+      // kExitNotRunning: stopped by someone else between the listing and now; what was asked holds.
+      fmt::print("cluster '{}' was already gone\n", c.name);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "cadre stop: cluster '{}': {}\n", c.name, e.what());
+      status = kExitFailure;
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
+int stop(const StopOptions& opts) {
+  return opts.all ? stop_all(opts.timeout) : stop_one(opts.name, opts.timeout);
 }
 
 }  // namespace cadre::cli

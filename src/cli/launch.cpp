@@ -264,9 +264,10 @@ int start(const StartOptions& o) {
   if (const auto existing = detail::inspect_cluster(o.name)) {
     if (existing->condition == detail::ClusterCondition::running ||
         existing->condition == detail::ClusterCondition::stopping)
-      throw connection_error("a cluster named '" + o.name + "' is already running (launcher pid " +
-                             std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
-                             name_flag(o.name) + "` or choose another --name");
+      throw exit_error(kExitAlreadyRunning,
+                       "a cluster named '" + o.name + "' is already running (launcher pid " +
+                           std::to_string(existing->launcher_pid) + "); stop it with `cadre stop" +
+                           name_flag(o.name) + "` or choose another --name");
     if (existing->condition == detail::ClusterCondition::foreign)
       throw connection_error("cannot start cluster '" + o.name + "': " + existing->problem);
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <cadre/cadre.hpp>
 #include <admin/admin.hpp>
@@ -101,7 +102,7 @@ CLI::Option* add_threads(CLI::App* cmd, int& threads) {
 
 int main(int argc, char** argv) try {
   CLI::App app{
-      "cadre — run a cluster of engine processes on this machine and drive it from C++ programs"};
+      "cadre - run a cluster of engine processes on this machine and drive it from C++ programs"};
   app.name("cadre");
   app.set_version_flag("--version", cadre::version(), "print the cadre version and exit");
   app.require_subcommand(1);
@@ -137,10 +138,14 @@ int main(int argc, char** argv) try {
   double stop_timeout = 10;
   auto* stop_cmd =
       app.add_subcommand("stop", "stop a cluster (or clean up one whose launcher died)");
-  add_name(stop_cmd, stop_opts.name, "cluster name");
+  auto* stop_name = add_name(stop_cmd, stop_opts.name, "cluster name");
+  // Not CLI11's excludes(): its help would print "Excludes: --all" inside the option's description.
+  stop_cmd->add_flag("--all", stop_opts.all,
+                     "stop every cluster of this user that `cadre list` shows, each reported");
   stop_cmd
       ->add_option("--timeout", stop_timeout,
-                   "seconds to wait for the cluster to be gone (default: 10)")
+                   "seconds to wait for the cluster (with --all: each cluster) to be gone "
+                   "(default: 10)")
       ->type_name("SECONDS")
       ->check(kTimeoutSeconds);
 
@@ -178,13 +183,46 @@ int main(int argc, char** argv) try {
       "its arguments start with '-':\n"
       "  cadre run -n 4 -- ./app --size 1000");
 
+  // The exit statuses each command can give; help2man makes each "Exit status:" list a section.
+  start_cmd->footer(fmt::format(
+      "Exit status:\n"
+      "  {:<3} started\n"
+      "  {:<3} failure: the cluster could not start (the message says why)\n"
+      "  {:<3} usage error\n"
+      "  {:<3} already running: a cluster of that name is running",
+      kExitOk, kExitFailure, kExitUsage, kExitAlreadyRunning));
+  stop_cmd->footer(fmt::format(
+      "Exit status:\n"
+      "  {:<3} stopped; with --all, every cluster stopped, or there was none\n"
+      "  {:<3} failure: a cluster could not be stopped (the message says why)\n"
+      "  {:<3} usage error\n"
+      "  {:<3} not running: no cluster of that name exists",
+      kExitOk, kExitFailure, kExitUsage, kExitNotRunning));
+  status_cmd->footer(fmt::format(
+      "Exit status:\n"
+      "  {:<3} shown\n"
+      "  {:<3} failure: the cluster could not be read (the message says why)\n"
+      "  {:<3} usage error\n"
+      "  {:<3} not running: no cluster of that name exists",
+      kExitOk, kExitFailure, kExitUsage, kExitNotRunning));
+
   // Set after the subcommands exist: CLI11 copies a parent's footer into subcommands made later.
-  app.footer(
+  app.footer(fmt::format(
       "Examples:\n"
       "  cadre start -n 4             start the cluster 'default' with 4 engines\n"
       "  cadre status                 show its engines\n"
       "  cadre stop                   stop it\n"
-      "  cadre run -n 4 -- ./app      run ./app with its own 4 engines (./app calls cadre::init)");
+      "  cadre stop --all             stop every cluster of this user\n"
+      "  cadre run -n 4 -- ./app      run ./app with its own 4 engines (./app calls cadre::init)\n"
+      "\n"
+      "Exit status:\n"
+      "  {:<3} success\n"
+      "  {:<3} failure: the command could not do its job (the message says why)\n"
+      "  {:<3} usage error: the command line was wrong\n"
+      "  {:<3} already running: `cadre start` of a name a running cluster has\n"
+      "  {:<3} not running: `cadre stop` or `cadre status` of a name no cluster has\n"
+      "`cadre run` exits with the status of its program (128 + N when signal N ended it).",
+      kExitOk, kExitFailure, kExitUsage, kExitAlreadyRunning, kExitNotRunning));
 
   // CLI11 would call a misspelt command "A subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
@@ -208,9 +246,14 @@ int main(int argc, char** argv) try {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 
+  if (stop_opts.all && stop_name->count() > 0) {
+    std::fprintf(stderr, "cadre stop: --all stops every cluster; give it or --name NAME, not both\n");
+    return kExitUsage;
+  }
+
   // Only the command that acts on a cluster needs a name: `cadre list` works whatever $CADRE_CLUSTER says.
   std::string* const name = *start_cmd ? &start_opts.name
-                            : *stop_cmd ? &stop_opts.name
+                            : *stop_cmd && !stop_opts.all ? &stop_opts.name
                             : *status_cmd ? &status_name
                                           : nullptr;
   if (name && name->empty()) {
@@ -248,6 +291,9 @@ int main(int argc, char** argv) try {
       sub = "run";
       return run(run_opts);
     }
+  } catch (const exit_error& e) {
+    std::fprintf(stderr, "cadre %s: %s\n", sub, e.what());
+    return e.status();
   } catch (const std::exception& e) {
     // cadre::error carries messages written for the user.
     std::fprintf(stderr, "cadre %s: %s\n", sub, e.what());

@@ -18,6 +18,7 @@
 #include <spawn.h>
 #include <sstream>
 #include <string>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -236,6 +237,25 @@ TEST_F(cli, help_exits_zero_for_the_tool_and_every_subcommand) {
   }
 }
 
+TEST_F(cli, help_lists_every_exit_status_and_stop_all) {
+  const Result top = cadre({"--help"});
+  ASSERT_EQ(top.code, 0) << top.text();
+  for (const char* line : {"Exit status:", "  0   success", "  1   failure", "  2   usage error",
+                           "  10  already running", "  11  not running", "cadre stop --all"})
+    EXPECT_NE(top.out.find(line), std::string::npos) << line << "\n" << top.text();
+  const Result stop = cadre({"stop", "--help"});
+  ASSERT_EQ(stop.code, 0) << stop.text();
+  EXPECT_NE(stop.out.find("--all"), std::string::npos) << stop.text();
+  EXPECT_NE(stop.out.find("  0   stopped; with --all, every cluster stopped, or there was none"),
+            std::string::npos)
+      << stop.text();
+  EXPECT_NE(stop.out.find("  11  not running"), std::string::npos) << stop.text();
+  const Result start = cadre({"start", "--help"});
+  EXPECT_NE(start.out.find("  10  already running"), std::string::npos) << start.text();
+  const Result status = cadre({"status", "--help"});
+  EXPECT_NE(status.out.find("  11  not running"), std::string::npos) << status.text();
+}
+
 TEST_F(cli, version_prints_the_library_version) {
   const Result r = cadre({"--version"});
   EXPECT_EQ(r.code, 0) << r.text();
@@ -260,6 +280,7 @@ TEST_F(cli, bad_arguments_exit_two_with_a_message_naming_the_problem) {
       {{"start", "--threads-per-engine", "0"}, "--threads-per-engine"},
       {{"stop", "--timeout", "-1"}, "--timeout"},
       {{"stop", "--bogus"}, "--bogus"},
+      {{"stop", "--all", "--name", "x"}, "not both"},
       {{"status", "extra"}, "extra"},
       {{"run", "-n", "2"}, "command"},
   };
@@ -339,11 +360,11 @@ TEST_F(cli, start_status_client_and_stop_agree_on_the_engines) {
   EXPECT_EQ(list_line(cadre({"list"}).out, n), "");
 }
 
-TEST_F(cli, start_with_a_name_that_is_running_fails_clearly_and_leaves_it_running) {
+TEST_F(cli, start_with_a_name_that_is_running_exits_ten_and_leaves_it_running) {
   const std::string n = name();
   ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
   const Result again = cadre({"start", "-n", "1", "--name", n});
-  EXPECT_EQ(again.code, 1) << again.text();
+  EXPECT_EQ(again.code, 10) << again.text();
   EXPECT_NE(again.err.find("already running"), std::string::npos) << again.text();
   EXPECT_NE(again.err.find("cadre stop --name " + n), std::string::npos) << again.text();
   const auto info = detail::inspect_cluster(n);
@@ -378,13 +399,13 @@ TEST_F(cli, start_with_an_engine_that_is_not_an_engine_fails_and_leaves_nothing)
   EXPECT_FALSE(detail::segment_exists(n));
 }
 
-TEST_F(cli, stop_and_status_of_an_unknown_cluster_exit_one_with_a_message) {
+TEST_F(cli, stop_and_status_of_an_unknown_cluster_exit_eleven_with_a_message) {
   const std::string n = name();
   const Result stop = cadre({"stop", "--name", n});
-  EXPECT_EQ(stop.code, 1) << stop.text();
+  EXPECT_EQ(stop.code, 11) << stop.text();
   EXPECT_NE(stop.err.find("no cluster named '" + n + "'"), std::string::npos) << stop.text();
   const Result status = cadre({"status", "--name", n});
-  EXPECT_EQ(status.code, 1) << status.text();
+  EXPECT_EQ(status.code, 11) << status.text();
   EXPECT_NE(status.err.find("no cluster named '" + n + "'"), std::string::npos) << status.text();
 }
 
@@ -455,6 +476,142 @@ TEST_F(cli, stop_removes_an_abandoned_half_made_segment) {
   EXPECT_EQ(stopped.code, 0) << stopped.text();
   EXPECT_NE(stopped.out.find("half-made"), std::string::npos) << stopped.text();
   EXPECT_FALSE(detail::segment_exists(n));
+}
+
+// =============================================================================================
+// cadre stop --all
+// =============================================================================================
+//
+// `stop --all` stops every cluster of the user who runs it, and ctest runs other tests (and other
+// checkouts may run theirs) as root at the same time: these tests run `cadre` as a user of their own,
+// uid kAllUidBase + this process's pid, which no other process uses, with copies of `cadre` and
+// `cadre-engine` that user may run. Only root may become another user, so they skip without root.
+
+constexpr uid_t kAllUidBase = 200'000;
+
+/// `cadre` and `cadre-engine` copied to a directory every user may read, run as one uid of our own.
+struct OtherUserCli {
+  uid_t uid = kAllUidBase + uid_t(::getpid());
+  cadre_test::ScratchDir dir;
+  std::string exe;
+
+  OtherUserCli() {
+    if (dir.path.empty() || ::chmod(dir.path.c_str(), 0755) != 0) return;
+    for (const char* prog : {"cadre", "cadre-engine"}) {
+      const std::string to = dir.path + "/" + prog;
+      std::error_code ec;
+      std::filesystem::copy_file(bin_dir() + "/" + prog, to, ec);
+      if (ec || ::chmod(to.c_str(), 0755) != 0) return;
+    }
+    exe = dir.path + "/cadre";
+  }
+
+  /// Runs `cadre args...` as `uid`, without XDG_RUNTIME_DIR (root's) and CADRE_CLUSTER, plus extra_env.
+  Result operator()(const std::vector<std::string>& args,
+                    const std::vector<std::string>& extra_env = {}) const {
+    std::vector<std::string> arg_store{exe};
+    arg_store.insert(arg_store.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : arg_store) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_store;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "CADRE_CLUSTER=", 14) != 0 && std::strncmp(*e, "XDG_RUNTIME_DIR=", 16) != 0)
+        env_store.emplace_back(*e);
+    env_store.insert(env_store.end(), extra_env.begin(), extra_env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_store) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe2 failed");
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {  // only async-signal-safe calls: the test process has threads
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::chdir("/") != 0 || ::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 ||
+          ::setuid(uid) != 0)
+        ::_exit(97);
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(96);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    if (pid < 0) throw std::runtime_error("fork failed");
+    return finish(Proc{pid, out[0], err[0]});
+  }
+
+  /// This user's segments in /dev/shm.
+  std::vector<std::string> segments() const {
+    std::vector<std::string> found;
+    const std::string prefix = "cadre-" + std::to_string(uid) + "-";
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm"))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) found.push_back(e.path().string());
+    return found;
+  }
+
+  /// Whatever a failed test left: stopped as that user, then removed; its log folders too.
+  ~OtherUserCli() {
+    if (exe.empty()) return;
+    if (!segments().empty()) (*this)({"stop", "--all", "--timeout", "15"});
+    std::error_code ec;
+    for (const auto& s : segments()) std::filesystem::remove(s, ec);
+    std::filesystem::remove_all("/tmp/cadre-" + std::to_string(uid), ec);
+  }
+};
+
+#define CADRE_SKIP_UNLESS_ROOT_FOR_STOP_ALL()                                                               \
+  if (::geteuid() != 0)                                                                        \
+  GTEST_SKIP() << "needs root: runs `cadre stop --all` as a user of its own (uid 200000 + pid), " \
+                  "so that it cannot stop the clusters of tests running beside it"
+
+TEST_F(cli, stop_all_stops_every_cluster_of_the_user_and_leaves_nothing_in_dev_shm) {
+  CADRE_SKIP_UNLESS_ROOT_FOR_STOP_ALL();
+  const OtherUserCli as_user;
+  ASSERT_FALSE(as_user.exe.empty()) << "cannot copy the binaries of " << bin_dir();
+  const std::string a = unique_name(), b = unique_name();
+  for (const auto& n : {a, b}) {
+    const Result started = as_user({"start", "-n", "1", "--name", n});
+    ASSERT_EQ(started.code, 0) << started.text();
+  }
+  ASSERT_EQ(as_user.segments().size(), 2u);
+  const Result listed = as_user({"list"});
+  EXPECT_NE(list_line(listed.out, a).find("running"), std::string::npos) << listed.text();
+  EXPECT_NE(list_line(listed.out, b).find("running"), std::string::npos) << listed.text();
+
+  const Result stopped = as_user({"stop", "--all"});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_NE(stopped.out.find("stopped cluster '" + a + "'"), std::string::npos) << stopped.text();
+  EXPECT_NE(stopped.out.find("stopped cluster '" + b + "'"), std::string::npos) << stopped.text();
+  EXPECT_EQ(as_user.segments(), std::vector<std::string>{});
+  EXPECT_NE(as_user({"list"}).out.find("no clusters for this user"), std::string::npos);
+
+  // Nothing left to stop is what --all asks for: success, said so.
+  const Result again = as_user({"stop", "--all"});
+  EXPECT_EQ(again.code, 0) << again.text();
+  EXPECT_NE(again.out.find("no clusters for this user"), std::string::npos) << again.text();
+}
+
+TEST_F(cli, stop_all_ignores_cadre_cluster_and_cleans_up_a_stale_cluster_too) {
+  CADRE_SKIP_UNLESS_ROOT_FOR_STOP_ALL();
+  const OtherUserCli as_user;
+  ASSERT_FALSE(as_user.exe.empty()) << "cannot copy the binaries of " << bin_dir();
+  const std::string n = unique_name();
+  ASSERT_EQ(as_user({"start", "-n", "1", "--name", n}).code, 0);
+  const Result status = as_user({"status", "--name", n});
+  ASSERT_EQ(status.code, 0) << status.text();
+  const auto at = status.out.find("launcher   pid ");
+  ASSERT_NE(at, std::string::npos) << status.text();
+  const pid_t launcher = std::atoi(status.out.c_str() + at + 15);
+  ASSERT_GT(launcher, 0) << status.text();
+  ASSERT_EQ(::kill(launcher, SIGKILL), 0);  // the test's own cluster: a crashed launcher
+  ASSERT_TRUE(eventually([&] { return !detail::process_alive(launcher); }));
+
+  const Result stopped = as_user({"stop", "--all"}, {"CADRE_CLUSTER=no/slashes"});
+  EXPECT_EQ(stopped.code, 0) << stopped.text();
+  EXPECT_NE(stopped.out.find("cleaned up cluster '" + n + "'"), std::string::npos) << stopped.text();
+  EXPECT_EQ(as_user.segments(), std::vector<std::string>{});
 }
 
 // =============================================================================================
@@ -635,7 +792,7 @@ TEST_F(cli, stop_removes_the_log_folder_of_the_cluster_and_a_failed_start_keeps_
   ASSERT_EQ(cadre({"start", "-n", "1", "--name", n}).code, 0);
   EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"));
   const Result again = cadre({"start", "-n", "1", "--name", n});
-  EXPECT_EQ(again.code, 1) << again.text();
+  EXPECT_EQ(again.code, 10) << again.text();  // already running
   EXPECT_TRUE(std::filesystem::exists(logs + "/engine-0.log"))
       << "a failed start removed the logs of the running cluster\n" << again.text();
   const Result stopped = cadre({"stop", "--name", n});
