@@ -128,7 +128,7 @@ inline std::string demangle(const char* mangled) {
   std::string local;
   for (std::string z(m); z.starts_with("_Z");) {
     for (std::size_t k = z.size() - 1; k > 2; --k)
-      if (try_demangle(z.substr(0, k).c_str(), s)) return s + (z[k] == 'I' ? "<...>" : "") + local;
+      if (try_demangle(z.substr(0, k).c_str(), s)) return s.append(z[k] == 'I' ? "<...>" : "").append(local);
     if (!z.starts_with("_ZZ")) break;
     z.erase(2, 1);  // "_ZZ<function>E<entity>": look at <function>
     local = "::{lambda}";
