@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cadre/detail/client/client_core.hpp>
+#include <cadre/detail/client/progress.hpp>
 #include <cadre/detail/client/task_result.hpp>
 #include <cadre/errors.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -154,8 +156,8 @@ class AsyncResult {
   void wait_interactive(std::chrono::milliseconds interval = std::chrono::milliseconds(100)) const {
     const bool tty = ::isatty(2);
     while (!wait_for(interval))
-      if (tty) draw(false);
-    draw(tty);
+      if (tty) draw(true, false);
+    draw(tty, true);
   }
 
   /// What each task printed to stdout on its engine, one string per task (in msg_ids() order).
@@ -329,22 +331,43 @@ class AsyncResult {
     if constexpr (!std::is_void_v<T>) return *s.value;
   }
 
-  void draw(bool redraw_done) const {
-    const std::size_t done = progress(), total = size();
-    std::string busy;
-    for (const auto& t : all_tasks())
-      if (!t->is_done()) busy += (busy.empty() ? "" : ",") + std::to_string(t->engine);
-    constexpr int kWidth = 30;
-    const int filled = total ? int(kWidth * done / total) : kWidth;
-    std::string bar(std::size_t(filled), '#');
-    bar.resize(kWidth, '.');
-    char counts[96];
-    std::snprintf(counts, sizeof counts, "] %zu/%zu tasks finished after %.2f s", done, total, elapsed());
-    std::string line = "[" + bar + counts;
-    if (!busy.empty()) line += " (busy: engines " + busy + ")";
-    if (::isatty(2)) std::fprintf(::stderr, "\r%-100s%s", line.c_str(), redraw_done ? "\n" : "");
+  /// One line of progress on stderr. On a terminal it is redrawn in place: `\r`, the line cut to one
+  /// column less than the terminal's width (so it never wraps, which would break the `\r`), then
+  /// clear-to-end-of-line (so a shorter line leaves nothing of the longer one before it). Elsewhere
+  /// one whole line per call. `last`: ends the line on a terminal.
+  void draw(bool tty, bool last) const {
+    const std::size_t width = tty ? std::max<std::size_t>(detail::terminal_width(2), 2) - 1 : std::string::npos;
+    const std::string line = detail::progress_line(progress(), size(), elapsed(), busy_engines(), width);
+    if (tty) std::fprintf(::stderr, "\r%s\x1b[K%s", line.c_str(), last ? "\n" : "");
     else std::fprintf(::stderr, "%s\n", line.c_str());
     std::fflush(::stderr);
+  }
+
+  /// The engines running or holding one of the unfinished tasks, each once, in order: a direct task's
+  /// engine, and the engines whose claim is one of the queued load-balanced tasks (those not taken yet
+  /// have no engine).
+  std::vector<int> busy_engines() const {
+    auto& tr = core().transport();
+    std::vector<char> busy(tr.engine_count(), 0);
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> queued;  // (queue, position)
+    for (const auto& t : all_tasks()) {
+      if (t->is_done()) continue;
+      if (!t->balanced) {
+        if (t->engine < busy.size()) busy[t->engine] = 1;
+      } else if (t->queued.load(std::memory_order_acquire)) {
+        queued.emplace_back(t->queue, t->pos.load(std::memory_order_relaxed));
+      }
+    }
+    std::sort(queued.begin(), queued.end());
+    for (std::uint32_t e = 0; e < busy.size() && !queued.empty(); ++e) {
+      std::uint32_t q = 0;
+      std::uint64_t pos = 0;
+      if (tr.balanced_claim(e, q, pos) && std::binary_search(queued.begin(), queued.end(), std::pair{q, pos})) busy[e] = 1;
+    }
+    std::vector<int> out;
+    for (std::size_t e = 0; e < busy.size(); ++e)
+      if (busy[e]) out.push_back(int(e));
+    return out;
   }
 
   std::shared_ptr<detail::ClientCore> core_;

@@ -5,12 +5,15 @@
 #include <Eigen/Core>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -483,6 +486,117 @@ TEST(async_result, wait_interactive_prints_one_summary_line_when_stderr_is_not_a
   EXPECT_EQ(lines, 1u) << out;
   EXPECT_NE(out.find("4/4 tasks finished"), std::string::npos) << out;
   EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+}
+
+/// Run under a terminal by draw_progress_in_tmux (CADRE_TEST_PROGRESS_CHILD set; skipped otherwise): a
+/// program that waits interactively for a load-balanced map of 64 short tasks on 4 engines.
+TEST(async_result_child, waits_interactively_for_a_load_balanced_map) {
+  if (!std::getenv("CADRE_TEST_PROGRESS_CHILD")) GTEST_SKIP() << "runs only under the terminal of async_result.wait_interactive_on_a_terminal_*";
+  cadre::Cluster c({.engines = 4, .name = unique_name("progress")});
+  cadre::Client client = c.client();
+  auto amr = client.load_balanced_view().map_async(sleep_ms, std::vector<int>(64, 20), {.chunksize = 1});
+  amr.wait_interactive(5ms);
+  EXPECT_EQ(amr.get(), std::vector<int>(64, 20));
+}
+
+/// What a terminal `columns` wide received (raw) and shows at the end (screen, wrapped lines joined)
+/// while async_result_child.waits_interactively_for_a_load_balanced_map ran in it: a tmux session of its
+/// own server, removed before returning.
+struct TerminalRun {
+  std::string raw, screen;
+};
+TerminalRun draw_progress_in_tmux(int columns) {
+  const ScratchDir dir;
+  const std::string tmux = "tmux -f /dev/null -S " + dir.path + "/tmux";  // a server of its own, its socket in dir
+  const std::string raw_path = dir.path + "/raw";
+  // The program waits for a line on its terminal, so that pipe-pane records everything it draws.
+  const std::string program = fmt::format(
+      "read go; env -u COLUMNS CADRE_TEST_PROGRESS_CHILD=1 {} --gtest_filter=async_result_child.* >/dev/null; echo exit=$?; sleep 60",
+      cadre::detail::main_executable_path());
+  const auto sh = [](const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); };
+  const auto read_all = [](const std::string& cmd_or_path, bool command) {
+    std::string out;
+    FILE* f = command ? ::popen(cmd_or_path.c_str(), "r") : std::fopen(cmd_or_path.c_str(), "rb");
+    if (!f) return out;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+    command ? ::pclose(f) : std::fclose(f);
+    return out;
+  };
+  TerminalRun run;
+  EXPECT_EQ(sh(fmt::format("{} new-session -d -s bar -x {} -y 10 '{}'", tmux, columns, program)), 0) << "tmux could not start";
+  EXPECT_EQ(sh(fmt::format("{} pipe-pane -t bar 'cat > {}'", tmux, raw_path)), 0);
+  EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(raw_path); }, 5s)) << "pipe-pane did not start";
+  EXPECT_EQ(sh(tmux + " send-keys -t bar Enter"), 0);
+  EXPECT_TRUE(wait_until([&] { return read_all(raw_path, false).find("exit=") != std::string::npos; }, 60s))
+      << "the program did not finish: " << read_all(raw_path, false);
+  run.raw = read_all(raw_path, false);
+  run.screen = read_all(tmux + " capture-pane -p -J -t bar", true);
+  sh(tmux + " kill-server");
+  return run;
+}
+
+/// The lines drawn: the raw output cut at each \r and \n, less the terminal's control sequences.
+std::vector<std::string> drawn_lines(const std::string& raw) {
+  std::vector<std::string> lines(1);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '\r' || raw[i] == '\n') {
+      lines.emplace_back();
+    } else if (raw[i] == '\x1b' && i + 1 < raw.size() && raw[i + 1] == '[') {
+      for (i += 2; i < raw.size() && !std::isalpha(static_cast<unsigned char>(raw[i]));) ++i;  // a CSI sequence
+    } else {
+      lines.back() += raw[i];
+    }
+  }
+  return lines;
+}
+
+TEST(async_result, wait_interactive_on_a_terminal_redraws_one_line_that_never_wraps) {
+  constexpr int kColumns = 40;
+  const TerminalRun run = draw_progress_in_tmux(kColumns);
+  EXPECT_NE(run.raw.find("exit=0"), std::string::npos) << run.raw;
+  std::size_t draws = 0;
+  for (const std::string& line : drawn_lines(run.raw)) {
+    EXPECT_LT(line.size(), std::size_t(kColumns)) << "a line as wide as the terminal wraps and breaks the redraw: " << line;
+    draws += line.find("tasks finished") != std::string::npos;
+  }
+  EXPECT_GT(draws, 1u) << "redrawn while the tasks ran: " << run.raw;
+  EXPECT_EQ(run.raw.find("4294967295"), std::string::npos) << run.raw;
+  // What the terminal shows at the end: one line, the finished count, nothing left of longer lines
+  // drawn before it (capture-pane -J joins a wrapped line back into one longer than the terminal).
+  std::istringstream screen(run.screen);
+  std::size_t finished = 0;
+  for (std::string line; std::getline(screen, line);) {
+    EXPECT_LE(line.size(), std::size_t(kColumns)) << "wrapped: " << line;
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    if (line.find("tasks finished") == std::string::npos) continue;
+    ++finished;
+    EXPECT_NE(line.find("64/64 tasks finished after "), std::string::npos) << line;
+    EXPECT_TRUE(line.ends_with(" s")) << "residue of an earlier, longer line: " << line;
+  }
+  EXPECT_EQ(finished, 1u) << run.screen;
+}
+
+TEST(async_result, wait_interactive_on_a_wide_terminal_names_each_busy_engine_once_and_never_a_task_not_started) {
+  const TerminalRun run = draw_progress_in_tmux(120);
+  EXPECT_NE(run.raw.find("exit=0"), std::string::npos) << run.raw;
+  EXPECT_EQ(run.raw.find("4294967295"), std::string::npos) << "a load-balanced task no engine took yet has no engine: " << run.raw;
+  std::size_t lists = 0;
+  for (const std::string& line : drawn_lines(run.raw)) {
+    const auto at = line.find("(busy: engine");
+    if (at == std::string::npos) continue;
+    ++lists;
+    std::istringstream in(line.substr(line.find(' ', at + 7) + 1));
+    std::vector<int> engines;
+    for (int e; in >> e;) {
+      engines.push_back(e);
+      if (in.peek() == ',') in.get();
+    }
+    EXPECT_FALSE(engines.empty()) << line;
+    EXPECT_TRUE(std::is_sorted(engines.begin(), engines.end()) && std::adjacent_find(engines.begin(), engines.end()) == engines.end()) << line;
+    for (int e : engines) EXPECT_TRUE(e >= 0 && e < 4) << line;
+  }
+  EXPECT_GT(lists, 0u) << "no line named the engines at work: " << run.raw;
 }
 
 // BUG (async_result.hpp: ready(), progress() and size() are noexcept but call state(), which throws for

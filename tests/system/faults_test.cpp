@@ -3,8 +3,10 @@
 // SIGINT/SIGTERM in a launcher, and a full segment. Every wait is bounded: a hang is a failure.
 #include "fault_helpers.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -394,6 +396,26 @@ TEST(crash, a_function_that_throws_fails_with_remote_error_and_the_engine_serves
   EXPECT_EQ(settle(c.client[0].apply_async(::getpid)).value, c.pid0);  // the same process serves on
 }
 
+/// The stack of an engine_error as a person reads it: its frame lines ("  #N ...") and the lines that
+/// fold cadre's engine ("  ... N frames of cadre's engine (...)").
+struct ReadStack {
+  std::vector<std::string> frames;
+  std::size_t folded = 0;
+  bool folded_last = false;  // the folded line comes after every frame line
+  explicit ReadStack(const std::string& what) {
+    std::istringstream in(what.substr(std::min(what.size(), what.find("stack at the crash"))));
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with("  #")) {
+        frames.push_back(line);
+        folded_last = false;
+      } else if (line.find(" frames of cadre's engine") != std::string::npos) {
+        ++folded;
+        folded_last = true;
+      }
+    }
+  }
+};
+
 TEST(crash, std_abort_fails_with_engine_error_carrying_sigabrt) {
   CrashCluster c;
   const auto r = settle(c.client[0].apply_async(call_abort, 1));
@@ -403,6 +425,25 @@ TEST(crash, std_abort_fails_with_engine_error_carrying_sigabrt) {
     EXPECT_NE(std::string(e->what()).find("stack at the crash"), std::string::npos) << e->what();
   }
   c.expect_the_other_engine_serves();
+}
+
+// The user's frames first, from where the signal hit (inside abort) down to the user's function, then
+// cadre's engine under it in one line; every name demangled.
+TEST(crash, the_stack_of_an_abort_reads_from_the_signal_to_the_users_function_then_folds_cadres_engine) {
+  CrashCluster c;
+  const std::string w = settle(c.client[0].apply_async(call_abort, 1)).what();
+#ifdef CADRE_HAVE_LIBDW
+  const ReadStack stack(w);
+  ASSERT_FALSE(stack.frames.empty()) << w;
+  EXPECT_NE(stack.frames.back().find("call_abort(int)"), std::string::npos) << "the last frame shown is the user's function: " << w;
+  EXPECT_NE(stack.frames.back().find("faults_test.cpp:"), std::string::npos) << w;
+  EXPECT_EQ(stack.folded, 1u) << w;
+  EXPECT_TRUE(stack.folded_last) << w;
+  EXPECT_EQ(w.find("_Z"), std::string::npos) << "a name left mangled: " << w;
+  EXPECT_LE(stack.frames.size(), 8u) << w;
+#else
+  EXPECT_NE(w.find("stack at the crash"), std::string::npos) << w;
+#endif
 }
 
 TEST(crash, apply_sync_on_an_engine_that_dies_throws_engine_error_rather_than_hanging) {
@@ -426,8 +467,15 @@ TEST(crash, a_null_dereference_fails_with_sigsegv_and_the_stack_names_the_crashi
   const std::string w = r.what();
   EXPECT_NE(w.find("stack at the crash"), std::string::npos) << w;
 #ifdef CADRE_HAVE_LIBDW
-  EXPECT_NE(w.find("crash_by_null_write"), std::string::npos) << w;
-  EXPECT_NE(w.find("faults_test.cpp"), std::string::npos) << w;  // source lines, from the debug info
+  // The signal hit the user's function: it is the first frame, and all that called it is cadre's, in one line.
+  const ReadStack stack(w);
+  ASSERT_FALSE(stack.frames.empty()) << w;
+  EXPECT_TRUE(stack.frames[0].starts_with("  #0 ")) << w;
+  EXPECT_NE(stack.frames[0].find("crash_by_null_write(int)"), std::string::npos) << w;
+  EXPECT_NE(stack.frames[0].find("faults_test.cpp:"), std::string::npos) << w;  // source lines, from the debug info
+  EXPECT_EQ(stack.frames.size(), 1u) << w;
+  EXPECT_EQ(stack.folded, 1u) << w;
+  EXPECT_EQ(w.find("_Z"), std::string::npos) << "a name left mangled: " << w;
 #endif
   c.expect_the_other_engine_serves();
 }
@@ -440,6 +488,10 @@ TEST(crash, a_stack_overflow_is_reported_as_sigsegv_not_a_hang) {
   EXPECT_NE(w.find("stack at the crash"), std::string::npos) << w;  // the handler ran on its own stack
 #ifdef CADRE_HAVE_LIBDW
   EXPECT_NE(w.find("recurse_until_the_stack_overflows"), std::string::npos) << w;
+  // The recursion is one frame and one line that counts the others, not a screenful of the same frame.
+  EXPECT_NE(w.find("more calls of (anonymous namespace)::recurse_until_the_stack_overflows"), std::string::npos) << w;
+  EXPECT_LE(ReadStack(w).frames.size(), 3u) << w;
+  EXPECT_EQ(w.find("_Z"), std::string::npos) << "a name left mangled: " << w;
 #endif
   c.expect_the_other_engine_serves();
 }

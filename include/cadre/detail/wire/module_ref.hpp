@@ -105,13 +105,37 @@ inline std::string main_executable_path() {
   return n > 0 ? std::string(buf, std::size_t(n)) : std::string();
 }
 
-/// Demangled name of a symbol or type, for messages; the mangled name when it does not demangle.
+/// Demangled name of a symbol or type, for messages; the mangled name when it does not demangle, ""
+/// for null. A clone the compiler made (`_Z3fooi.cold`, `.isra.0`, `.constprop.0`) keeps its suffix
+/// as `foo(int) [clone .cold]`.
 inline std::string demangle(const char* mangled) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string s = (status == 0 && d) ? d : mangled;
-  std::free(d);
-  return s;
+  if (!mangled) return {};
+  const auto try_demangle = [](const char* name, std::string& out) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    if (status == 0 && d) out = d;
+    std::free(d);
+    return status == 0 && d;
+  };
+  std::string s;
+  if (try_demangle(mangled, s)) return s;
+  const std::string_view m = mangled;
+  if (!m.starts_with("_Z")) return std::string(m);
+  if (const auto dot = m.find('.'); dot != std::string_view::npos && try_demangle(std::string(m.substr(0, dot)).c_str(), s))
+    return s + " [clone " + std::string(m.substr(dot)) + "]";
+  // libstdc++'s demangler (GCC 12) gives up on some symbols, such as a generic lambda taking a pack
+  // inside a template, or a template instantiated with one. Rather than the mangled name: the longest
+  // start of the symbol that demangles (the template, without its arguments: "std::__invoke_impl<...>"),
+  // or else the function the entity is local to ("cadre::detail::f(int)::{lambda}").
+  std::string local;
+  for (std::string z(m); z.starts_with("_Z");) {
+    for (std::size_t k = z.size() - 1; k > 2; --k)
+      if (try_demangle(z.substr(0, k).c_str(), s)) return s.append(z[k] == 'I' ? "<...>" : "").append(local);
+    if (!z.starts_with("_ZZ")) break;
+    z.erase(2, 1);  // "_ZZ<function>E<entity>": look at <function>
+    local = "::{lambda}";
+  }
+  return std::string(m);
 }
 
 /// Name of a function pointer for messages: its symbol if it has one, else its module and offset.
