@@ -145,6 +145,7 @@ class DirectView : public BasicView<false>, public MapCalls<DirectView> {
 /// "<DirectView [0, 1, 2]>", as IPython.parallel prints it (fmt: <cadre/fmt.hpp>).
 inline std::string to_string(const DirectView& v) { return "<DirectView [" + detail::join_ids(v.targets()) + "]>"; }
 
+/// Prints to_string(v).
 inline std::ostream& operator<<(std::ostream& os, const DirectView& v) { return os << to_string(v); }
 
 }  // namespace cadre

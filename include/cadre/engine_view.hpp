@@ -33,6 +33,7 @@ class EngineView : public BasicView<true> {
 /// "<EngineView 2>" (fmt: <cadre/fmt.hpp>).
 inline std::string to_string(const EngineView& v) { return "<EngineView " + std::to_string(v.id()) + ">"; }
 
+/// Prints to_string(v).
 inline std::ostream& operator<<(std::ostream& os, const EngineView& v) { return os << to_string(v); }
 
 }  // namespace cadre

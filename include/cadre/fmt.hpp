@@ -9,7 +9,8 @@
 
 #include <string_view>
 
-/// Formats a view as its to_string(): "<DirectView [0, 1]>", "<EngineView 2>", "<LoadBalancedView [0, 1]>".
+/// \cond internal
+// Formats a view as its to_string(): "<DirectView [0, 1]>", "<EngineView 2>", "<LoadBalancedView [0, 1]>".
 template <class View>
 requires std::is_same_v<View, cadre::DirectView> || std::is_same_v<View, cadre::EngineView> ||
          std::is_same_v<View, cadre::LoadBalancedView>
@@ -19,3 +20,4 @@ struct fmt::formatter<View> : fmt::formatter<std::string_view> {
     return fmt::formatter<std::string_view>::format(cadre::to_string(v), ctx);
   }
 };
+/// \endcond

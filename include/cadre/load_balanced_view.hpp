@@ -139,6 +139,7 @@ class LoadBalancedView : public MapCalls<LoadBalancedView> {
 /// "<LoadBalancedView [0, 1, 2]>", as IPython.parallel prints it (fmt: <cadre/fmt.hpp>).
 inline std::string to_string(const LoadBalancedView& v) { return "<LoadBalancedView [" + detail::join_ids(v.targets()) + "]>"; }
 
+/// Prints to_string(v).
 inline std::ostream& operator<<(std::ostream& os, const LoadBalancedView& v) { return os << to_string(v); }
 
 }  // namespace cadre
