@@ -6,6 +6,7 @@
 #include <cadre/cadre.hpp>
 #include <cadre/cereal.hpp>
 #include <cadre/eigen.hpp>
+#include <cadre/fmt.hpp>
 #include <cadre/tbb.hpp>
 
 #include <Eigen/Dense>

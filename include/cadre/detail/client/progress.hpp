@@ -29,7 +29,8 @@ inline std::string busy_text(const std::vector<int>& busy, std::size_t room) {
   if (busy.empty()) return {};
   std::string s = busy.size() == 1 ? " (busy: engine " : " (busy: engines ";
   for (std::size_t i = 0; i < busy.size(); ++i) {
-    const std::string item = (i ? "," : "") + std::to_string(busy[i]);
+    std::string item = i ? "," : "";  // appended, not "," + string: GCC 12 warns (-Wstringop-overflow) on that
+    item += std::to_string(busy[i]);
     const bool last = i + 1 == busy.size();
     if (s.size() + item.size() + (last ? 1 : 5) > room) {  // ")" or ",...)" must still fit
       if (i == 0) return {};
