@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -56,7 +57,7 @@ inline void crash_append_hex(char* buf, std::size_t cap, std::size_t& at, std::u
   buf[at] = 0;
 }
 
-inline void crash_handler(int sig, siginfo_t*, void*) {
+inline void crash_handler(int sig, siginfo_t*, void* context) {
   auto& st = crash_state();
   if (st.buf) {
     void* frames[48];
@@ -65,7 +66,22 @@ inline void crash_handler(int sig, siginfo_t*, void*) {
     crash_append(st.buf, st.cap, at, "signal ");
     crash_append(st.buf, st.cap, at, ::sigabbrev_np(sig) ? ::sigabbrev_np(sig) : "?");
     crash_append(st.buf, st.cap, at, "\n");
-    for (int i = 2; i < n; ++i) {  // skip this handler and the signal trampoline
+    // The stack starts where the signal hit: the frame at the interrupted pc. Before it lie this
+    // handler, the signal trampoline and whatever a sanitizer's signal interception adds.
+    int first = n > 2 ? 2 : n;
+#if defined(__x86_64__)
+    const auto pc = reinterpret_cast<void*>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+    const auto pc = reinterpret_cast<void*>(static_cast<ucontext_t*>(context)->uc_mcontext.pc);
+#else
+    void* const pc = nullptr;
+#endif
+    for (int i = 0; i < n; ++i)
+      if (frames[i] == pc) {
+        first = i;
+        break;
+      }
+    for (int i = first; i < n; ++i) {
       Dl_info info{};
       if (::dladdr(frames[i], &info) && info.dli_fname) {
         crash_append(st.buf, st.cap, at, info.dli_fname);
