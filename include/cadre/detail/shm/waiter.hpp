@@ -24,7 +24,7 @@ namespace cadre::detail {
 /// How long a waiter may spin before sleeping; CADRE_SPIN_US overrides (0 disables spinning).
 /// 500 µs, because a sleeper on an idle vCPU can take hundreds of microseconds to wake: with 50 µs,
 /// all.apply_sync on 4 engines and 2 vCPUs kept falling into a mode where every call paid such a
-/// wake-up (~200 µs per call instead of ~7, bench/RESULTS.md, session 9). A spin past a few
+/// wake-up (~200 µs per call instead of ~7, bench/RESULTS.md, notes of 2026-11-27). A spin past a few
 /// microseconds yields its CPU between polls, so a long one costs the others little.
 inline std::uint64_t spin_budget_ns() noexcept {
   static const std::uint64_t ns = [] {
@@ -118,7 +118,7 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
   // up to kMaxSpinFactor times the default. That happens where waking a sleeper is slow: on a VM, a
   // process woken on an idle vCPU took 0.05-1.1 ms, and with a fixed budget shorter than that, an
   // all-engine call that once took that long made every process give up and sleep before the next
-  // call came, so the next one took as long (runs of 600-1,150 us per call instead of ~7, session 9).
+  // call came, so the next one took as long (runs of 600-1,150 us per call instead of ~7; RESULTS.md, 2026-11-27).
   // The wake-up test keeps a client that waits for long tasks from spinning more: its answers come
   // late but wake it fast (doubling there cost an imbalanced load-balanced map ~20 %).
   // A spin that succeeded grows a shrunken budget back towards the default.
@@ -127,8 +127,8 @@ bool wait_for(const Doorbell& bell, RunnableToken& token, Ready&& ready, std::ui
   std::uint64_t spun = 0;  // the budget of a spin that ran out, 0 if there was none
   if (token.may_spin() && budget > 0) {
     // Crowded, each poll follows a sched_yield: it hands the CPU to a process queued here, if any, and
-    // takes ~0.1-1 µs, so the clock is read after every one. Sleeping at once instead (as before
-    // session 9) let a vCPU go idle on each all-engine call, and waking it again cost more than the call.
+    // takes ~0.1-1 µs, so the clock is read after every one. Sleeping at once instead (the rule
+    // before the 2026-11-27 notes of bench/RESULTS.md) let a vCPU go idle on each all-engine call, and waking it again cost more than the call.
     // Otherwise the clock is first read after 64 spins: most answers come sooner, and a read costs as
     // much as a tenth of a hot round trip here.
     bool crowded = token.crowded();
