@@ -184,27 +184,21 @@ int main(int argc, char** argv) try {
       "  cadre run -n 4 -- ./app --size 1000");
 
   // The exit statuses each command can give; help2man makes each "Exit status:" list a section.
-  start_cmd->footer(fmt::format(
-      "Exit status:\n"
-      "  {:<3} started\n"
-      "  {:<3} failure: the cluster could not start (the message says why)\n"
-      "  {:<3} usage error\n"
-      "  {:<3} already running: a cluster of that name is running",
-      kExitOk, kExitFailure, kExitUsage, kExitAlreadyRunning));
-  stop_cmd->footer(fmt::format(
-      "Exit status:\n"
-      "  {:<3} stopped; with --all, every cluster stopped, or there was none\n"
-      "  {:<3} failure: a cluster could not be stopped (the message says why)\n"
-      "  {:<3} usage error\n"
-      "  {:<3} not running: no cluster of that name exists",
-      kExitOk, kExitFailure, kExitUsage, kExitNotRunning));
-  status_cmd->footer(fmt::format(
-      "Exit status:\n"
-      "  {:<3} shown\n"
-      "  {:<3} failure: the cluster could not be read (the message says why)\n"
-      "  {:<3} usage error\n"
-      "  {:<3} not running: no cluster of that name exists",
-      kExitOk, kExitFailure, kExitUsage, kExitNotRunning));
+  const auto exit_statuses = [](std::string_view ok, std::string_view failure, int code, std::string_view meaning) {
+    return fmt::format(
+        "Exit status:\n"
+        "  {:<3} {}\n"
+        "  {:<3} failure: {} (the message says why)\n"
+        "  {:<3} usage error\n"
+        "  {:<3} {}",
+        kExitOk, ok, kExitFailure, failure, kExitUsage, code, meaning);
+  };
+  start_cmd->footer(exit_statuses("started", "the cluster could not start", kExitAlreadyRunning,
+                                  "already running: a cluster of that name is running"));
+  stop_cmd->footer(exit_statuses("stopped; with --all, every cluster stopped, or there was none",
+                                 "a cluster could not be stopped", kExitNotRunning, "not running: no cluster of that name exists"));
+  status_cmd->footer(exit_statuses("shown", "the cluster could not be read", kExitNotRunning,
+                                   "not running: no cluster of that name exists"));
 
   // Set after the subcommands exist: CLI11 copies a parent's footer into subcommands made later.
   app.footer(fmt::format(
